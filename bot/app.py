@@ -1,0 +1,153 @@
+"""The composition root: builds the core mechanisms, registers the command
+families, and starts/stops the background workers. Transports (Slack, the
+terminal, the web app) are attached on top of a BotApp."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import socket
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import func
+from sqlmodel import col, select
+
+from bot.core.chat import CommandContext, Reply
+from bot.core.clock import Clock, SystemClock
+from bot.core.config import Config
+from bot.core.db import Database
+from bot.core.delivery import Deliverer
+from bot.core.dispatch import Dispatcher
+from bot.core.metrics import BotMetrics
+from bot.core.models import Job, JobStatus, OutboxMessage, OutboxStatus
+from bot.core.outbox import Outbox
+from bot.core.outbox_sender import OutboxSender
+from bot.core.registry import CommandRegistry
+from bot.core.scheduler import Scheduler
+from bot.core.settings import Settings
+
+log = logging.getLogger("chatops.app")
+
+
+def _instance_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class BotApp:
+    def __init__(
+        self,
+        settings: Settings,
+        config: Config,
+        *,
+        db: Database | None = None,
+        clock: Clock | None = None,
+        outbox_rate: float = 1.0,
+        outbox_burst: int = 3,
+        scheduler_poll: float = 0.25,
+    ) -> None:
+        self.settings = settings
+        self.config = config
+        self.clock = clock or SystemClock()
+        self.db = db or Database.from_url(settings.database_url)
+        self.metrics = BotMetrics()
+        self.instance_id = settings.instance_id or _instance_id()
+        self.registry = CommandRegistry()
+        self.dispatcher = Dispatcher(self.registry, self.db, self.clock, self.metrics)
+        self.scheduler = Scheduler(self.db, self.clock, self.metrics, self.instance_id,
+                                   poll_interval=scheduler_poll)
+        self.outbox = Outbox(self.clock)
+        self.outbox_rate = outbox_rate
+        self.outbox_burst = outbox_burst
+        self.sender: OutboxSender | None = None
+        self._on_stop: list[Callable[[], object]] = []
+        self._started = False
+        self._register_families()
+
+    def _register_families(self) -> None:
+        # Imported here: command modules import the app type for annotations.
+        from commands import help as help_commands
+
+        help_commands.register(self)
+
+    def use_deliverer(self, deliverer: Deliverer) -> None:
+        """Choose where the outbox delivers (Slack, or the terminal)."""
+        self.sender = OutboxSender(
+            self.db, self.clock, self.metrics, deliverer, self.instance_id,
+            rate=self.outbox_rate, burst=self.outbox_burst)
+        self.outbox.on_commit(self.sender.wake)
+
+    async def prepare_database(self) -> None:
+        """SQLite (the embedded default) migrates itself; PostgreSQL is
+        migrated by `chatops db upgrade` (an init step), and /readyz says
+        not ready until it is."""
+        if self.db.dialect == "sqlite":
+            await self.db.upgrade()
+        elif not await self.db.migrations_current():
+            log.error("database schema is not current; run `chatops db upgrade`")
+
+    async def start(self, *, workers: bool = True) -> None:
+        await self.prepare_database()
+        if workers:
+            self.scheduler.start()
+            if self.sender is not None:
+                self.sender.start()
+        self._started = True
+        log.info("bot started", extra={"instance": self.instance_id, "db": self.db.dialect})
+
+    async def stop(self) -> None:
+        if self.sender is not None:
+            await self.sender.stop()
+        await self.scheduler.stop()
+        for callback in reversed(self._on_stop):
+            result = callback()
+            if asyncio.iscoroutine(result):
+                await result
+        await self.db.dispose()
+        self._started = False
+
+    def on_stop(self, callback: Callable[[], object]) -> None:
+        self._on_stop.append(callback)
+
+    async def send_reply(self, ctx: CommandContext, reply: Reply) -> None:
+        """A command's answer goes out through the outbox: to the response_url
+        when Slack gave one (it works even where the bot is not a member),
+        otherwise as an ephemeral or channel message."""
+        async with self.db.transaction() as session:
+            if ctx.response_url:
+                await self.outbox.respond(session, ctx.response_url, reply,
+                                          channel=ctx.channel_id, user=ctx.user_id,
+                                          ephemeral=reply.ephemeral)
+            elif reply.ephemeral:
+                await self.outbox.ephemeral(session, ctx.channel_id, ctx.user_id, reply,
+                                            thread_ts=ctx.thread_ts)
+            else:
+                await self.outbox.post(session, ctx.channel_id, reply, thread_ts=ctx.thread_ts)
+
+    async def pending_work(self, horizon: timedelta) -> tuple[int, int]:
+        """(undelivered messages, jobs due within `horizon`)."""
+        due_by = self.clock.now() + horizon
+        async with self.db.transaction() as session:
+            messages = (await session.exec(select(func.count()).select_from(OutboxMessage).where(
+                col(OutboxMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENDING])
+            ))).one()
+            jobs = (await session.exec(select(func.count()).select_from(Job).where(
+                col(Job.status).in_([JobStatus.PENDING, JobStatus.RUNNING]),
+                col(Job.due_at) <= due_by))).one()
+        return int(messages), int(jobs)
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until nothing is left to say and no job falls due before the
+        deadline; False if work was still pending when time ran out."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            messages, jobs = await self.pending_work(timedelta(seconds=max(0.0, remaining)))
+            if messages == 0 and jobs == 0:
+                return True
+            if remaining <= 0:
+                return False
+            await asyncio.sleep(min(0.1, remaining))

@@ -1,0 +1,35 @@
+"""Process settings from environment variables: secrets and endpoints.
+
+The YAML file (config.py) describes *what* the bot manages; these say *where*
+things are and hold the secrets, so one image runs in every environment.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SLACK_API_URL = "https://slack.com/api/"
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///chatops.db"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", populate_by_name=True)
+
+    config_path: str = Field(default="chatops.yaml", alias="CHATOPS_CONFIG")
+    database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
+    slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
+    slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
+    slack_api_url: str = Field(default=DEFAULT_SLACK_API_URL, alias="SLACK_API_URL")
+    webhook_token: SecretStr | None = Field(default=None, alias="CHATOPS_WEBHOOK_TOKEN")
+    otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
+    log_level: str = Field(default="INFO", alias="CHATOPS_LOG_LEVEL")
+    # Identifies this process in leases (scheduler jobs, outbox channels).
+    instance_id: str | None = Field(default=None, alias="CHATOPS_INSTANCE_ID")
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows, so the log filter can mask them."""
+        secrets = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret,
+                   self.webhook_token]
+        return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
