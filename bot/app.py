@@ -51,7 +51,7 @@ class BotApp:
         self.settings = settings
         self.config = config
         self.clock = clock or SystemClock()
-        self.db = db or Database.from_url(settings.database_url)
+        self.db = db or Database.from_url(settings.database_url, schema=settings.database_schema)
         self.metrics = BotMetrics()
         self.instance_id = settings.instance_id or _instance_id()
         self.registry = CommandRegistry()

@@ -94,7 +94,7 @@ def _load_or_exit(path: str) -> Config:
 async def _db(settings: Settings, action: str) -> int:
     from bot.core.db import Database, head_revision, redact_url
 
-    db = Database.from_url(settings.database_url)
+    db = Database.from_url(settings.database_url, schema=settings.database_schema)
     try:
         if action == "upgrade":
             await db.upgrade()
@@ -136,6 +136,10 @@ async def _shell(settings: Settings, config: Config, args: argparse.Namespace) -
     if args.listen:
         host, _, port_text = args.listen.rpartition(":")
         port = int(port_text)
+        if not _port_free(host, port):
+            print(f"(port {port} is in use: running without HTTP; pass --listen HOST:PORT)",
+                  flush=True)
+            host = None
     await runtime.start(host or None, port)
     if runtime.url:
         print(f"(HTTP on {runtime.url})", flush=True)
@@ -143,6 +147,17 @@ async def _shell(settings: Settings, config: Config, args: argparse.Namespace) -
         return await run_shell(bot, user=args.user, channel=args.channel, wait=args.wait)
     finally:
         await runtime.stop()
+
+
+def _port_free(host: str, port: int) -> bool:
+    import socket
+
+    with socket.socket() as probe:
+        try:
+            probe.bind((host, port))
+        except OSError:
+            return False
+    return True
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import asyncio
 import hmac
 import logging
 from base64 import b64decode
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from opentelemetry import trace
@@ -22,9 +22,10 @@ BOT_KEY = web.AppKey("bot", BotApp)
 MAX_BODY = 1024 * 1024  # Slack payloads and Alertmanager groups fit easily
 
 RouteAdder = Callable[[web.Application, BotApp], None]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def build_web_app(bot: BotApp, *, slack_handler: web.RequestHandler | None = None,
+def build_web_app(bot: BotApp, *, slack_handler: Handler | None = None,
                   extra_routes: list[RouteAdder] | None = None) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     app[BOT_KEY] = bot

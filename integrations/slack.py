@@ -7,14 +7,14 @@ the outbox decides when to retry, so a failing call never stalls a caller.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import aiohttp
 from slack_sdk.errors import SlackApiError
-from slack_sdk.web.async_client import AsyncSlackResponse, AsyncWebClient
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 # Errors that retrying later can fix; everything else Slack says is final.
 _TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable",
@@ -44,7 +44,7 @@ class SlackPoster:
             response = await request
         except SlackApiError as exc:
             raise _classify(exc) from None
-        except (aiohttp.ClientError, TimeoutError, asyncio.TimeoutError) as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise SlackCallError("transient", f"{type(exc).__name__}: {exc}") from None
         return dict(response.data) if isinstance(response.data, dict) else {}
 

@@ -148,7 +148,8 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigInvalid([ConfigError(str(path), None, "", f"cannot read: {exc.strerror}")]) from exc
+        error = ConfigError(str(path), None, "", f"cannot read: {exc.strerror}")
+        raise ConfigInvalid([error]) from exc
     config, errors = parse_config_text(text, str(path), env)
     if errors or config is None:
         raise ConfigInvalid(errors)

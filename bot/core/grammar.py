@@ -2,7 +2,7 @@
 
 A pattern such as
 
-    /deploy <service> <version> [to <env>] [strategy=<strategy:rolling|canary|bluegreen>] [--dry-run]
+    /deploy <service> <version> [to <env>] [strategy=<s:rolling|canary> ] [--dry-run]
 
 describes one form of a command: literal words, `<name>` (one word),
 `<name...>` (the rest), `<n:int>`, `<x:a|b|c>` (one of), optional `[...]`
@@ -17,7 +17,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any
 
-_SMART_QUOTES = str.maketrans({"“": '"', "”": '"', "‘": "'", "’": "'"})
+# Slack clients turn quotes into typographic ones; shlex needs plain ones.
+_SMART_QUOTES = str.maketrans({"\u201c": '"', "\u201d": '"', "\u2018": "'", "\u2019": "'"})
 _CAPTURE = re.compile(r"^<([a-z_][a-z0-9_]*)(\.\.\.)?(?::([^>]+))?>$")
 
 
@@ -126,7 +127,8 @@ class Pattern:
         for tok in tokens:
             key, sep, value = tok.partition("=")
             if sep and key.lower() in self.options:
-                parsed.args[self.options[key.lower()].name] = self.options[key.lower()].convert(value)
+                option = self.options[key.lower()]
+                parsed.args[option.name] = option.convert(value)
             elif tok.startswith("--") and len(tok) > 2:
                 if tok[2:].lower() not in self.flags:
                     raise UsageError(f"unknown option {tok}")

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import random
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -52,7 +53,8 @@ class OutboxSender:
         *,
         rate: float = 1.0,
         burst: int = 3,
-        lease: timedelta = timedelta(seconds=30),
+        # Short: after a crash, the dead process's lanes wait this long.
+        lease: timedelta = timedelta(seconds=10),
         poll_interval: float = 0.25,
         max_lanes: int = 16,
     ) -> None:
@@ -67,6 +69,7 @@ class OutboxSender:
         self.poll_interval = poll_interval
         self.max_lanes = max_lanes
         self._wake = asyncio.Event()
+        self._stop = asyncio.Event()
         self._lanes: dict[str, asyncio.Task[None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -82,6 +85,7 @@ class OutboxSender:
 
     async def stop(self) -> None:
         self._stopping = True
+        self._stop.set()
         self._wake.set()
         if self._task is not None:
             await self._task
@@ -104,7 +108,7 @@ class OutboxSender:
                     if lane not in self._lanes and len(self._lanes) < self.max_lanes:
                         task = asyncio.create_task(self._drain(lane), name=f"lane-{lane}")
                         self._lanes[lane] = task
-                        task.add_done_callback(lambda _t, lane=lane: self._lanes.pop(lane, None))
+                        task.add_done_callback(self._forget_lane(lane))
                 if loop.time() - last_gauge > 2:
                     self.metrics.outbox_backlog.set(await self.backlog())
                     last_gauge = loop.time()
@@ -113,6 +117,12 @@ class OutboxSender:
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    def _forget_lane(self, lane: str) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_task: asyncio.Task[None]) -> None:
+            self._lanes.pop(lane, None)
+
+        return forget
 
     async def _due_lanes(self) -> list[str]:
         now = self.clock.now()
@@ -130,15 +140,20 @@ class OutboxSender:
         try:
             if not await self._claim_lane(lane):
                 return
+            renewed = asyncio.get_running_loop().time()
             while not self._stopping:
+                if asyncio.get_running_loop().time() - renewed > self.lease.total_seconds() / 3:
+                    if not await self._claim_lane(lane):
+                        return
+                    renewed = asyncio.get_running_loop().time()
                 head = await self._head(lane)
                 if head is None or head.next_attempt_at > self.clock.now():
                     break  # empty, or the head waits for a retry: order forbids skipping it
                 wait = await self._rate_wait(lane)
                 if wait > 0:
-                    await asyncio.sleep(min(wait, self.lease.total_seconds() / 3))
-                    if not await self._claim_lane(lane):
-                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(),
+                                               min(wait, self.lease.total_seconds() / 4))
                     continue
                 await self._send(head)
         except Exception:
@@ -151,8 +166,8 @@ class OutboxSender:
         now = self.clock.now()
         async with self.db.transaction() as session:
             insert = (postgresql.insert if self.db.is_postgres else sqlite.insert)(OutboxLane)
-            await session.exec(insert.values(lane=lane).on_conflict_do_nothing())  # type: ignore[call-overload]
-            result = await session.exec(update(OutboxLane).where(  # type: ignore[call-overload]
+            await session.exec(insert.values(lane=lane).on_conflict_do_nothing())
+            result = await session.exec(update(OutboxLane).where(
                 col(OutboxLane.lane) == lane,
                 or_(col(OutboxLane.lease_owner).is_(None), col(OutboxLane.lease_until) < now,
                     col(OutboxLane.lease_owner) == self.instance_id),
@@ -161,7 +176,7 @@ class OutboxSender:
 
     async def _release_lane(self, lane: str) -> None:
         async with self.db.transaction() as session:
-            await session.exec(update(OutboxLane).where(  # type: ignore[call-overload]
+            await session.exec(update(OutboxLane).where(
                 col(OutboxLane.lane) == lane, col(OutboxLane.lease_owner) == self.instance_id,
             ).values(lease_owner=None, lease_until=None))
 
@@ -171,6 +186,16 @@ class OutboxSender:
                 select(OutboxMessage)
                 .where(OutboxMessage.lane == lane, col(OutboxMessage.status).in_(_OPEN))
                 .order_by(col(OutboxMessage.id)).limit(1))).first()
+
+    def _interval(self, lane: str) -> timedelta:
+        """Slack's ~1 message/s applies per channel. Replies through a
+        response_url are not subject to it, and ephemeral messages are a
+        separate, higher tier: a person's answers never wait behind a channel."""
+        if lane.startswith("respond:"):
+            return timedelta(0)
+        if lane.startswith("ephemeral:"):
+            return min(self.interval, timedelta(milliseconds=100))
+        return self.interval
 
     async def _rate_wait(self, lane: str) -> float:
         """Seconds until the lane may send again (GCRA with `burst` tolerance)."""
@@ -183,7 +208,7 @@ class OutboxSender:
         if state.paused_until is not None:
             waits.append((state.paused_until - now).total_seconds())
         if state.tat is not None:
-            allowed_at = state.tat - self.interval * (self.burst - 1)
+            allowed_at = state.tat - self._interval(lane) * (self.burst - 1)
             waits.append((allowed_at - now).total_seconds())
         return max(waits)
 
@@ -267,7 +292,7 @@ class OutboxSender:
 
     async def _mark_sending(self, outbox_id: int) -> bool:
         async with self.db.transaction() as session:
-            result = await session.exec(update(OutboxMessage).where(  # type: ignore[call-overload]
+            result = await session.exec(update(OutboxMessage).where(
                 col(OutboxMessage.id) == outbox_id, col(OutboxMessage.status).in_(_OPEN),
             ).values(status=OutboxStatus.SENDING, attempts=col(OutboxMessage.attempts) + 1))
             return bool(result.rowcount == 1)
@@ -276,13 +301,13 @@ class OutboxSender:
                          count_rate: bool = True) -> None:
         now = self.clock.now()
         async with self.db.transaction() as session:
-            await session.exec(update(OutboxMessage).where(  # type: ignore[call-overload]
+            await session.exec(update(OutboxMessage).where(
                 col(OutboxMessage.id) == head.id,
             ).values(status=OutboxStatus.SENT, ts=ts, sent_at=now, last_error=None))
             if count_rate:
                 lane = await session.get(OutboxLane, head.lane)
                 if lane is not None:
-                    lane.tat = max(lane.tat or now, now) + self.interval
+                    lane.tat = max(lane.tat or now, now) + self._interval(head.lane)
                     session.add(lane)
         self.metrics.outbox_sent.labels(head.kind).inc()
 
@@ -294,7 +319,7 @@ class OutboxSender:
             "outbox_id": head.id, "lane": head.lane, "reason": exc.reason,
             "retry_in_s": round(delay, 2)})
         async with self.db.transaction() as session:
-            await session.exec(update(OutboxMessage).where(  # type: ignore[call-overload]
+            await session.exec(update(OutboxMessage).where(
                 col(OutboxMessage.id) == head.id,
             ).values(status=OutboxStatus.PENDING, last_error=exc.reason[:2000],
                      next_attempt_at=now + timedelta(seconds=0 if pause_lane else delay)))
@@ -309,7 +334,7 @@ class OutboxSender:
         log.error("delivery failed permanently", extra={
             "outbox_id": head.id, "lane": head.lane, "reason": reason})
         async with self.db.transaction() as session:
-            await session.exec(update(OutboxMessage).where(  # type: ignore[call-overload]
+            await session.exec(update(OutboxMessage).where(
                 col(OutboxMessage.id) == head.id,
             ).values(status=OutboxStatus.FAILED, last_error=reason[:2000]))
 

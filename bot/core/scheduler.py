@@ -69,7 +69,7 @@ class Scheduler:
         metrics: BotMetrics,
         instance_id: str,
         *,
-        lease: timedelta = timedelta(seconds=60),
+        lease: timedelta = timedelta(seconds=30),
         poll_interval: float = 0.25,
         batch: int = 10,
         concurrency: int = 8,
@@ -219,7 +219,7 @@ class Scheduler:
         raise TimeoutError("jobs still due after timeout")
 
     def _free_slots(self) -> int:
-        return self._slots._value  # noqa: SLF001 — asyncio exposes no public count
+        return self._slots._value
 
     async def _claim(self, limit: int) -> list[Job]:
         now = self.clock.now()
@@ -242,7 +242,7 @@ class Scheduler:
             .returning(Job)
         )
         async with self.db.transaction() as session:
-            result = await session.exec(stmt)  # type: ignore[call-overload]
+            result = await session.exec(stmt)
             jobs: list[Job] = list(result.scalars().all())
         for job in jobs:
             lag = max(0.0, (now - job.due_at).total_seconds())
@@ -294,13 +294,13 @@ class Scheduler:
                    col(Job.status) == JobStatus.RUNNING)
             .values(**(values or {"lease_owner": self.instance_id}))
         )
-        result = await session.exec(stmt)  # type: ignore[call-overload]
+        result = await session.exec(stmt)
         if result.rowcount != 1:
             raise LeaseLost(str(job.id))
 
     async def _complete(self, session: AsyncSession, job: Job) -> None:
         await self._fence(session, job, extend=False)
-        await session.exec(update(Job).where(col(Job.id) == job.id).values(  # type: ignore[call-overload]
+        await session.exec(update(Job).where(col(Job.id) == job.id).values(
             status=JobStatus.DONE, finished_at=self.clock.now(), lease_owner=None,
             lease_until=None, key=None))
 
@@ -321,7 +321,7 @@ class Scheduler:
                 "retry_in_s": round(delay, 1)})
         try:
             async with self.db.transaction() as session:
-                await session.exec(update(Job).where(  # type: ignore[call-overload]
+                await session.exec(update(Job).where(
                     col(Job.id) == job.id, col(Job.lease_owner) == self.instance_id
                 ).values(**values))
         except Exception:

@@ -18,6 +18,8 @@ class Settings(BaseSettings):
 
     config_path: str = Field(default="chatops.yaml", alias="CHATOPS_CONFIG")
     database_url: str = Field(default=DEFAULT_DATABASE_URL, alias="DATABASE_URL")
+    # PostgreSQL schema to keep the bot's tables in (search_path); default public.
+    database_schema: str | None = Field(default=None, alias="CHATOPS_DB_SCHEMA")
     slack_bot_token: SecretStr | None = Field(default=None, alias="SLACK_BOT_TOKEN")
     slack_app_token: SecretStr | None = Field(default=None, alias="SLACK_APP_TOKEN")
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import BotApp
 from bot.core.chat import ActionContext, CommandContext
+from bot.web import Handler
 
 log = logging.getLogger("chatops.slack")
 
@@ -31,10 +32,9 @@ def build_bolt_app(bot: BotApp) -> AsyncApp:
         client=AsyncWebClient(token=token, base_url=s.slack_api_url),
         signing_secret=secret,
         # Ack first, work after: the listener keeps running once ack() is sent.
+        # (The async app checks the token with auth.test on the first request,
+        # not at start-up, so a Slack outage does not stop the bot starting.)
         process_before_response=False,
-        # Checked lazily by Bolt (auth.test); a wrong token shows up in logs
-        # at the first request rather than blocking start-up.
-        token_verification_enabled=False,
     )
 
     @app.command(re.compile(r"^/"))
@@ -84,7 +84,7 @@ def build_bolt_app(bot: BotApp) -> AsyncApp:
     return app
 
 
-def http_handler(bolt: AsyncApp) -> web.RequestHandler:
+def http_handler(bolt: AsyncApp) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         bolt_request = await to_bolt_request(request)
         return await to_aiohttp_response(await bolt.async_dispatch(bolt_request))
@@ -98,6 +98,6 @@ async def start_socket_mode(bot: BotApp, bolt: AsyncApp) -> None:
 
     assert bot.settings.slack_app_token is not None
     handler = AsyncSocketModeHandler(bolt, bot.settings.slack_app_token.get_secret_value())
-    await handler.connect_async()
+    await handler.connect_async()  # type: ignore[no-untyped-call]
     bot.on_stop(handler.close_async)
     log.info("connected to Slack over Socket Mode")

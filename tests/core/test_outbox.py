@@ -148,7 +148,7 @@ async def test_a_message_in_doubt_after_a_crash_is_not_sent_twice(
     """A process died after Slack accepted a post but before recording it."""
     outbox = Outbox(SystemClock())
     await post_many(db, outbox, ["C1"], 2)
-    first, second = await rows(db)
+    first, _second = await rows(db)
     # Reproduce the crash: the first post reached Slack (with its outbox id as
     # metadata), the second never left; both rows say "sending".
     poster = SlackPoster(BOT_TOKEN, slack.base_url)

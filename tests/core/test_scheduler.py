@@ -93,10 +93,10 @@ async def test_failures_are_retried_with_backoff_then_given_up(db: Database) -> 
 async def test_scheduling_a_pending_key_replaces_it(db: Database) -> None:
     sched = make_scheduler(db, "w1")
     now = SystemClock().now()
-    async with db.transaction() as s:
-        await sched.schedule(s, "advance", {"v": 1}, key="deploy-7", due_at=now + timedelta(hours=1))
-    async with db.transaction() as s:
-        await sched.schedule(s, "advance", {"v": 2}, key="deploy-7", due_at=now + timedelta(hours=2))
+    for version, hours in ((1, 1), (2, 2)):
+        async with db.transaction() as s:
+            await sched.schedule(s, "advance", {"v": version}, key="deploy-7",
+                                 due_at=now + timedelta(hours=hours))
     [row] = await job_rows(db)
     assert row.payload == {"v": 2} and row.due_at == now + timedelta(hours=2)
     async with db.transaction() as s:

@@ -347,7 +347,7 @@ class FakeSlack:
     # A timeout argument (not asyncio.timeout) so a test states its wait in one call.
     async def wait_for(
         self, method: str | None, predicate: Callable[[Call], bool] | None = None,
-        count: int = 1, timeout: float = 5.0,  # noqa: ASYNC109
+        count: int = 1, timeout: float = 5.0,
     ) -> list[Call]:
         """Wait until `count` calls match; returns all matching calls. Raises
         AssertionError listing everything received on timeout."""

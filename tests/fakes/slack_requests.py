@@ -31,6 +31,7 @@ class SlackRequester:
     def sign(self, body: str, timestamp: int | None = None) -> dict[str, str]:
         ts = str(int(time.time()) if timestamp is None else timestamp)
         sig = SignatureVerifier(self.secret).generate_signature(timestamp=ts, body=body)
+        assert sig is not None
         return {"X-Slack-Request-Timestamp": ts, "X-Slack-Signature": sig}
 
     async def post(self, body: str, content_type: str, *, headers: dict[str, str] | None = None,

@@ -76,7 +76,7 @@ async def test_bad_signatures_are_rejected_and_nothing_reaches_the_bot(
     assert [c.name for c in rb.slack.calls("response_url")] == ["good"]
     assert await _count(rb, AuditEntry) == 0
     assert await _count(rb, OutboxMessage) == 1
-    samples = rb.bot.metrics.commands.collect()[0].samples
+    samples = next(iter(rb.bot.metrics.commands.collect())).samples
     handled = sum(s.value for s in samples if s.name.endswith("_total"))
     assert handled == 1
 

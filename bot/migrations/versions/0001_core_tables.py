@@ -7,7 +7,7 @@ Create Date: 2026-11-23 16:31:03.305004
 from collections.abc import Sequence
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 import bot.core.db

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Makes sure what the test suite talks to is installed and running.
+# PostgreSQL must be reachable at 127.0.0.1:5432 (trust auth, database `test`),
+# or at $TEST_DATABASE_URL. Under CI=true a service that cannot be brought up
+# is an error here and a failure in the tests — never a silent skip.
+set -uo pipefail
+
+have() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; elif have sudo; then sudo "$@"; else "$@"; fi; }
+apt_updated=0
+apt_install() {
+  have apt-get || return 1
+  if [ "$apt_updated" = 0 ]; then as_root apt-get update -qq >/dev/null && apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+pg_up() { (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null; }
+
+problems=0
+if [ -z "${TEST_DATABASE_URL:-}" ]; then
+  if ! pg_up; then
+    if ! ls /etc/postgresql >/dev/null 2>&1; then
+      echo "test-services: installing PostgreSQL" && apt_install postgresql
+    fi
+    if ls /etc/postgresql >/dev/null 2>&1; then
+      version=$(ls /etc/postgresql | sort -V | tail -n 1)
+      echo "test-services: starting PostgreSQL $version"
+      as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start 2>/dev/null || true
+      for _ in $(seq 1 30); do pg_up && break; sleep 0.5; done
+    fi
+  fi
+  if pg_up; then
+    # Trust auth and a `test` database are what the suite expects.
+    if have psql && ! psql -h 127.0.0.1 -U postgres -d test -c 'select 1' >/dev/null 2>&1; then
+      as_root su postgres -c "psql -c 'CREATE DATABASE test'" >/dev/null 2>&1 || true
+    fi
+    echo "test-services: PostgreSQL is up on 127.0.0.1:5432"
+  else
+    echo "test-services: PostgreSQL is NOT reachable on 127.0.0.1:5432" >&2
+    problems=$((problems + 1))
+  fi
+fi
+
+if [ "$problems" -gt 0 ] && [ "${CI:-}" = "true" ]; then
+  echo "test-services: required services are missing under CI=true" >&2
+  exit 1
+fi
+exit 0
