@@ -25,6 +25,7 @@ from bot.core.metrics import BotMetrics
 from bot.core.models import Job, JobStatus, OutboxMessage, OutboxStatus
 from bot.core.outbox import Outbox
 from bot.core.outbox_sender import OutboxSender
+from bot.core.rbac import Authorizer
 from bot.core.registry import CommandRegistry
 from bot.core.scheduler import Scheduler
 from bot.core.settings import Settings
@@ -59,6 +60,7 @@ class BotApp:
         self.scheduler = Scheduler(self.db, self.clock, self.metrics, self.instance_id,
                                    poll_interval=scheduler_poll)
         self.outbox = Outbox(self.clock)
+        self.authorizer = Authorizer(config.rbac)
         self.outbox_rate = outbox_rate
         self.outbox_burst = outbox_burst
         self.sender: OutboxSender | None = None

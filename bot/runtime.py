@@ -14,6 +14,7 @@ from bot.console import ConsoleDeliverer
 from bot.core.delivery import Deliverer
 from bot.slack.app import build_bolt_app, http_handler, start_socket_mode
 from bot.slack.delivery import SlackDeliverer
+from bot.slack.directory import SlackGroupDirectory
 from bot.web import build_web_app
 from integrations.slack import SlackPoster
 
@@ -54,9 +55,12 @@ def build_runtime(bot: BotApp, *, deliverer: Deliverer | None = None) -> Runtime
     s = bot.settings
     notes: list[str] = []
     token = s.slack_bot_token.get_secret_value() if s.slack_bot_token else None
+    if token:
+        poster = SlackPoster(token, s.slack_api_url)
+        bot.authorizer.groups = SlackGroupDirectory(poster)
     if deliverer is None:
         if token:
-            deliverer = SlackDeliverer(SlackPoster(token, s.slack_api_url))
+            deliverer = SlackDeliverer(poster)
         else:
             deliverer = ConsoleDeliverer()
             notes.append("SLACK_BOT_TOKEN is not set: messages are printed, not sent to Slack")

@@ -168,3 +168,26 @@ async def eventually(predicate: object, timeout: float = 5.0, interval: float = 
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+_SPANS: object | None = None
+
+
+@pytest.fixture
+def spans() -> object:
+    """Spans recorded in memory (the tracer provider can be set once a process)."""
+    global _SPANS
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    if _SPANS is None:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        _SPANS = exporter
+    assert isinstance(_SPANS, InMemorySpanExporter)
+    _SPANS.clear()
+    return _SPANS

@@ -28,6 +28,7 @@ from urllib.parse import parse_qsl, quote
 from aiohttp import web
 from multidict import CIMultiDict
 
+from .slack_socket import SocketModeServer
 from .slack_state import JSON, Ephemeral, Message, SlackError, SlackState, flag, ts_key
 
 # Fields Slack accepts as JSON text inside form bodies; decoded so tests see objects.
@@ -135,12 +136,14 @@ class FakeSlack:
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.url = ""
+        self.socket_mode = SocketModeServer()
 
     # ---- lifecycle -----------------------------------------------------------------
     async def start(self) -> FakeSlack:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response_url/{name}", self._handle_response_url)
+        self.socket_mode.routes(app)
         # A short shutdown_timeout so a handler parked in delay() cannot stall stop().
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
@@ -150,6 +153,7 @@ class FakeSlack:
         return self
 
     async def stop(self) -> None:
+        await self.socket_mode.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -229,6 +233,11 @@ class FakeSlack:
             call.response = {"ok": False, "error": "invalid_json"}
         elif not call.token:
             call.response = {"ok": False, "error": "not_authed"}
+        elif call.method == "apps.connections.open":
+            # Only an app-level token may open a Socket Mode connection.
+            call.response = (self.socket_mode.open_connection(self.url, call.token)
+                             if call.token.startswith("xapp-")
+                             else {"ok": False, "error": "not_allowed_token_type"})
         elif not self._token_ok(call.token):
             call.response = {"ok": False, "error": "invalid_auth"}
         else:
