@@ -17,6 +17,9 @@ from bot.core.settings import Settings
 from bot.core.telemetry import setup_tracing
 
 
+EXAMPLE_CONFIG = "chatops.example.yaml"
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="chatops", description="Slack ChatOps bot")
     p.add_argument("--config", help="configuration file (default: $CHATOPS_CONFIG or chatops.yaml)")
@@ -52,6 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "db":
         setup_logging(settings.log_level, settings.secret_values())
         return asyncio.run(_db(settings, args.action))
+    if args.cmd == "shell" and not args.config and not Path(config_path).exists() \
+            and Path(EXAMPLE_CONFIG).exists():
+        # A newcomer trying the bot before writing any configuration.
+        print(f"(no {config_path} here: using {EXAMPLE_CONFIG}; copy it to make your own)",
+              file=sys.stderr)
+        config_path = EXAMPLE_CONFIG
     config = _load_or_exit(config_path)
     setup_logging(settings.log_level, settings.secret_values())
     setup_tracing(settings.otlp_endpoint)

@@ -43,3 +43,14 @@ def test_identity_can_be_switched(tmp_path: Path) -> None:
     run = run_shell(":as UBOB\n:channel deploys\n:quit\n/help\n", tmp_path, "--as", "UALICE")
     assert run.returncode == 0, run.stderr
     assert run.stdout.splitlines() == ["(now acting as UBOB)", "(now in #deploys)"]
+
+
+def test_without_any_config_the_shell_uses_the_example(tmp_path: Path) -> None:
+    (tmp_path / "chatops.example.yaml").write_text((ROOT / "chatops.example.yaml").read_text())
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("SLACK_", "DATABASE_", "CHATOPS_"))}
+    run = subprocess.run([str(CHATOPS), "shell"], input="/help\n", capture_output=True,
+                         text=True, cwd=tmp_path, env=env, timeout=60, check=False)
+    assert run.returncode == 0, run.stderr
+    assert "using chatops.example.yaml" in run.stderr
+    assert "*/help* — List the commands" in run.stdout
