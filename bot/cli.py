@@ -16,7 +16,6 @@ from bot.core.jsonlog import setup_logging
 from bot.core.settings import Settings
 from bot.core.telemetry import setup_tracing
 
-
 EXAMPLE_CONFIG = "chatops.example.yaml"
 
 

@@ -40,6 +40,18 @@ if [ -z "${TEST_DATABASE_URL:-}" ]; then
   fi
 fi
 
+# kubectl drives the sandbox cluster in the deployment tests.
+if ! have kubectl; then
+  echo "test-services: installing kubectl"
+  apt_install kubectl || apt_install kubernetes-client || true
+fi
+if have kubectl; then
+  echo "test-services: kubectl $(kubectl version --client -o json 2>/dev/null | grep -m1 gitVersion | tr -d ' ",' | cut -d: -f2)"
+else
+  echo "test-services: kubectl is NOT installed" >&2
+  problems=$((problems + 1))
+fi
+
 if [ "$problems" -gt 0 ] && [ "${CI:-}" = "true" ]; then
   echo "test-services: required services are missing under CI=true" >&2
   exit 1
