@@ -7,7 +7,8 @@ silently ignored setting.
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from enum import IntEnum
 from typing import Annotated, Any, Literal
 
@@ -62,6 +63,61 @@ class ReplicaBounds(Strict):
         return self
 
 
+class CanaryStep(Strict):
+    weight: int = Field(ge=1, le=100)  # percent of the primary's replicas
+    pause: Duration = timedelta(seconds=30)
+
+
+Comparison = Annotated[str, Field(pattern=r"^\s*(<=|>=|==|!=|<|>)\s*-?\d+(\.\d+)?([eE]-?\d+)?\s*$")]
+
+
+class AnalysisMetric(Strict):
+    """One PromQL query and the conditions on its (single) value. In the
+    query, {{version}}, {{service}}, {{namespace}}, {{environment}} and
+    {{deployment}} are replaced before it runs."""
+
+    name: str = Field(min_length=1)
+    query: str = Field(min_length=1)
+    success: Comparison | None = None  # e.g. "< 0.01"
+    failure: Comparison | None = None  # e.g. ">= 0.05"; neither holding = inconclusive
+
+    @model_validator(mode="after")
+    def _has_condition(self) -> AnalysisMetric:
+        if self.success is None and self.failure is None:
+            raise ValueError("give a success or a failure condition (or both)")
+        return self
+
+
+class Analysis(Strict):
+    """Counted as Argo Rollouts counts: a measurement is Successful, Failed,
+    Inconclusive or Error; the gate fails when failed > failure_limit, pauses
+    for a person when inconclusive > inconclusive_limit, errors when
+    consecutive errors > consecutive_error_limit, and passes after `count`
+    measurements."""
+
+    interval: Duration = timedelta(seconds=30)
+    count: int = Field(default=3, ge=1)
+    failure_limit: int = Field(default=0, ge=0)
+    inconclusive_limit: int = Field(default=0, ge=0)
+    consecutive_error_limit: int = Field(default=4, ge=0)
+    # What an empty query result means (no traffic yet is the usual cause).
+    on_empty: Literal["inconclusive", "failure", "success", "error"] = "inconclusive"
+    metrics: list[AnalysisMetric] = Field(min_length=1)
+
+
+class DeploySettings(Strict):
+    # How a version maps to the image tag; {version} is what the person typed.
+    tag: str = "{version}"
+    canary_steps: list[CanaryStep] = [CanaryStep(weight=10), CanaryStep(weight=50)]
+    # Blue-green: how long the previous slot stays scaled up for instant rollback.
+    keep_previous: Duration = timedelta(minutes=10)
+    # The bot's own limit on waiting for a rollout; Kubernetes' progress
+    # deadline is honoured too.
+    rollout_timeout: Duration = timedelta(minutes=10)
+    require_checks: bool = True  # GitHub combined status and check runs must be green
+    analysis: Analysis | None = None
+
+
 class Service(Strict):
     name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str = ""
@@ -77,6 +133,7 @@ class Service(Strict):
     replicas: ReplicaBounds = ReplicaBounds()
     scale_cooldown: Duration = timedelta(minutes=2)
     owners: list[str] = []
+    deploy: DeploySettings = DeploySettings()
 
     @property
     def k8s_deployment(self) -> str:
@@ -134,6 +191,49 @@ DEFAULT_SEVERITIES = [
 ]
 
 
+class FreezeWindow(Strict):
+    """No deploys in these environments during the window, unless an admin
+    forces it with a reason. Either a fixed range (`start`/`end`) or a
+    recurring one (`cron` start in `timezone`, lasting `duration`)."""
+
+    name: str
+    reason: str
+    environments: list[str] = ["*"]
+    start: datetime | None = None
+    end: datetime | None = None
+    cron: str | None = None
+    duration: Duration | None = None
+    timezone: str = "UTC"
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> FreezeWindow:
+        fixed = self.start is not None and self.end is not None
+        recurring = self.cron is not None and self.duration is not None
+        if fixed == recurring:
+            raise ValueError("give either start and end, or cron and duration")
+        if fixed and self.start is not None and self.end is not None:
+            if self.start.tzinfo is None or self.end.tzinfo is None:
+                raise ValueError("start and end need a timezone offset, e.g. 2026-12-24T00:00:00Z")
+            if self.end <= self.start:
+                raise ValueError("end must be after start")
+        if self.cron is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(self.cron):
+                raise ValueError(f"'{self.cron}' is not a valid cron expression")
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{self.timezone}'") from None
+        return self
+
+
+class DeployPolicy(Strict):
+    approval_timeout: Duration = timedelta(hours=1)
+    changelog_limit: int = Field(default=15, ge=0, le=100)
+    auto_lock_on_failure: bool = True
+
+
 class Config(Strict):
     version: Literal[1] = 1
     environments: list[Environment] = Field(min_length=1)
@@ -141,6 +241,8 @@ class Config(Strict):
     rbac: Rbac = Rbac()
     channels: Channels = Channels()
     severities: list[Severity] = DEFAULT_SEVERITIES
+    freeze_windows: list[FreezeWindow] = []
+    deploys: DeployPolicy = DeployPolicy()
     # Filled in by the on-call issue: schedules, escalation policies.
     oncall: dict[str, Any] = {}
 

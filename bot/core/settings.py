@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
     slack_api_url: str = Field(default=DEFAULT_SLACK_API_URL, alias="SLACK_API_URL")
     webhook_token: SecretStr | None = Field(default=None, alias="CHATOPS_WEBHOOK_TOKEN")
+    kubeconfig: str | None = Field(default=None, alias="KUBECONFIG")
+    prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
+    github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
+    github_token: SecretStr | None = Field(default=None, alias="GITHUB_TOKEN")
+    # Where people can follow a deploy (shown in GitHub Deployment statuses).
+    public_url: str | None = Field(default=None, alias="CHATOPS_PUBLIC_URL")
     otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
     log_level: str = Field(default="INFO", alias="CHATOPS_LOG_LEVEL")
     # Identifies this process in leases (scheduler jobs, outbox channels).
@@ -33,5 +39,5 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret this process knows, so the log filter can mask them."""
         secrets = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret,
-                   self.webhook_token]
+                   self.webhook_token, self.github_token]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]
