@@ -21,6 +21,8 @@ from bot.core.config import Config
 from bot.core.db import Database
 from bot.core.delivery import Deliverer
 from bot.core.dispatch import Dispatcher
+from bot.core.errors import ChatOpsError
+from bot.core.events import EventHub
 from bot.core.metrics import BotMetrics
 from bot.core.models import Job, JobStatus, OutboxMessage, OutboxStatus
 from bot.core.outbox import Outbox
@@ -29,12 +31,46 @@ from bot.core.rbac import Authorizer
 from bot.core.registry import CommandRegistry
 from bot.core.scheduler import Scheduler
 from bot.core.settings import Settings
+from bot.deploys.ports import Cluster, ClusterProvider, MetricsSource, SourceControl
 
 log = logging.getLogger("chatops.app")
 
 
 def _instance_id() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+class NoCluster:
+    """Stands in when no Kubernetes is configured: every use says so plainly."""
+
+    def for_context(self, context: str | None) -> Cluster:
+        raise ChatOpsError(
+            "No Kubernetes cluster is configured: set KUBECONFIG (or run inside a cluster)."
+        )
+
+
+def _clusters_from(settings: Settings) -> ClusterProvider:
+    if settings.kubeconfig or os.environ.get("KUBERNETES_SERVICE_HOST"):
+        from integrations.kubernetes import KubeClusters
+
+        return KubeClusters(settings.kubeconfig)
+    return NoCluster()
+
+
+def _scm_from(settings: Settings) -> SourceControl | None:
+    if settings.github_token is None:
+        return None
+    from integrations.github import GitHubClient
+
+    return GitHubClient(settings.github_token.get_secret_value(), settings.github_api_url)
+
+
+def _metrics_from(settings: Settings) -> MetricsSource | None:
+    if not settings.prometheus_url:
+        return None
+    from integrations.prometheus import PrometheusClient
+
+    return PrometheusClient(settings.prometheus_url)
 
 
 class BotApp:
@@ -48,6 +84,9 @@ class BotApp:
         outbox_rate: float = 1.0,
         outbox_burst: int = 3,
         scheduler_poll: float = 0.25,
+        clusters: ClusterProvider | None = None,
+        scm: SourceControl | None = None,
+        metrics_source: MetricsSource | None = None,
     ) -> None:
         self.settings = settings
         self.config = config
@@ -57,10 +96,17 @@ class BotApp:
         self.instance_id = settings.instance_id or _instance_id()
         self.registry = CommandRegistry()
         self.dispatcher = Dispatcher(self.registry, self.db, self.clock, self.metrics)
-        self.scheduler = Scheduler(self.db, self.clock, self.metrics, self.instance_id,
-                                   poll_interval=scheduler_poll)
+        self.scheduler = Scheduler(
+            self.db, self.clock, self.metrics, self.instance_id, poll_interval=scheduler_poll
+        )
         self.outbox = Outbox(self.clock)
         self.authorizer = Authorizer(config.rbac)
+        self.events = EventHub()
+        self.clusters = clusters or _clusters_from(settings)
+        self.scm = scm if scm is not None else _scm_from(settings)
+        self.metrics_source = (
+            metrics_source if metrics_source is not None else _metrics_from(settings)
+        )
         self.outbox_rate = outbox_rate
         self.outbox_burst = outbox_burst
         self.sender: OutboxSender | None = None
@@ -70,15 +116,39 @@ class BotApp:
 
     def _register_families(self) -> None:
         # Imported here: command modules import the app type for annotations.
+        from bot.deploys.engine import DeployEngine
+        from bot.deploys.operations import DeployOperations
+        from bot.deploys.service import DeployService
+        from commands import deploy as deploy_commands
         from commands import help as help_commands
 
         help_commands.register(self)
+        engine = DeployEngine(
+            db=self.db,
+            clock=self.clock,
+            scheduler=self.scheduler,
+            outbox=self.outbox,
+            config=self.config,
+            clusters=self.clusters,
+            scm=self.scm,
+            metrics=self.metrics_source,
+            events=self.events,
+        )
+        self.deploys = DeployService(engine, self.authorizer)
+        self.deploy_ops = DeployOperations(self.deploys)
+        deploy_commands.register(self, self.deploys, self.deploy_ops)
 
     def use_deliverer(self, deliverer: Deliverer) -> None:
         """Choose where the outbox delivers (Slack, or the terminal)."""
         self.sender = OutboxSender(
-            self.db, self.clock, self.metrics, deliverer, self.instance_id,
-            rate=self.outbox_rate, burst=self.outbox_burst)
+            self.db,
+            self.clock,
+            self.metrics,
+            deliverer,
+            self.instance_id,
+            rate=self.outbox_rate,
+            burst=self.outbox_burst,
+        )
         self.outbox.on_commit(self.sender.wake)
 
     async def prepare_database(self) -> None:
@@ -119,12 +189,18 @@ class BotApp:
         otherwise as an ephemeral or channel message."""
         async with self.db.transaction() as session:
             if ctx.response_url:
-                await self.outbox.respond(session, ctx.response_url, reply,
-                                          channel=ctx.channel_id, user=ctx.user_id,
-                                          ephemeral=reply.ephemeral)
+                await self.outbox.respond(
+                    session,
+                    ctx.response_url,
+                    reply,
+                    channel=ctx.channel_id,
+                    user=ctx.user_id,
+                    ephemeral=reply.ephemeral,
+                )
             elif reply.ephemeral:
-                await self.outbox.ephemeral(session, ctx.channel_id, ctx.user_id, reply,
-                                            thread_ts=ctx.thread_ts)
+                await self.outbox.ephemeral(
+                    session, ctx.channel_id, ctx.user_id, reply, thread_ts=ctx.thread_ts
+                )
             else:
                 await self.outbox.post(session, ctx.channel_id, reply, thread_ts=ctx.thread_ts)
 
@@ -132,12 +208,25 @@ class BotApp:
         """(undelivered messages, jobs due within `horizon`)."""
         due_by = self.clock.now() + horizon
         async with self.db.transaction() as session:
-            messages = (await session.exec(select(func.count()).select_from(OutboxMessage).where(
-                col(OutboxMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENDING])
-            ))).one()
-            jobs = (await session.exec(select(func.count()).select_from(Job).where(
-                col(Job.status).in_([JobStatus.PENDING, JobStatus.RUNNING]),
-                col(Job.due_at) <= due_by))).one()
+            messages = (
+                await session.exec(
+                    select(func.count())
+                    .select_from(OutboxMessage)
+                    .where(
+                        col(OutboxMessage.status).in_([OutboxStatus.PENDING, OutboxStatus.SENDING])
+                    )
+                )
+            ).one()
+            jobs = (
+                await session.exec(
+                    select(func.count())
+                    .select_from(Job)
+                    .where(
+                        col(Job.status).in_([JobStatus.PENDING, JobStatus.RUNNING]),
+                        col(Job.due_at) <= due_by,
+                    )
+                )
+            ).one()
         return int(messages), int(jobs)
 
     async def wait_idle(self, timeout: float) -> bool:

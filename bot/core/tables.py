@@ -3,6 +3,7 @@ compares against is complete."""
 
 from sqlmodel import SQLModel
 
-import bot.core.models  # noqa: F401  (registers the tables)
+import bot.core.models
+import bot.deploys.models  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -9,6 +9,7 @@ as kubectl does.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -21,8 +22,9 @@ class Cluster(Protocol):
 
     async def create_deployment(self, namespace: str, body: KubeObject) -> KubeObject: ...
 
-    async def patch_deployment(self, namespace: str, name: str, patch: Any,
-                               patch_type: PatchType = "strategic") -> KubeObject: ...
+    async def patch_deployment(
+        self, namespace: str, name: str, patch: Any, patch_type: PatchType = "strategic"
+    ) -> KubeObject: ...
 
     async def scale_deployment(self, namespace: str, name: str, replicas: int) -> KubeObject: ...
 
@@ -30,8 +32,11 @@ class Cluster(Protocol):
 
     async def get_service(self, namespace: str, name: str) -> KubeObject | None: ...
 
-    async def patch_service(self, namespace: str, name: str, patch: Any,
-                            patch_type: PatchType = "merge") -> KubeObject: ...
+    async def create_service(self, namespace: str, body: KubeObject) -> KubeObject: ...
+
+    async def patch_service(
+        self, namespace: str, name: str, patch: Any, patch_type: PatchType = "merge"
+    ) -> KubeObject: ...
 
     async def list_pods(self, namespace: str, label_selector: str) -> list[KubeObject]: ...
 
@@ -43,16 +48,24 @@ class ClusterProvider(Protocol):
 
 
 class Commit(Protocol):
-    sha: str
-    message: str
-    author: str
-    date: datetime | None
+    # Read-only properties, so frozen dataclasses satisfy the protocol.
+    @property
+    def sha(self) -> str: ...
+    @property
+    def message(self) -> str: ...
+    @property
+    def author(self) -> str: ...
+    @property
+    def date(self) -> datetime | None: ...
 
 
 class Checks(Protocol):
-    state: Literal["success", "failure", "pending", "none"]
-    failing: list[str]
-    pending: list[str]
+    @property
+    def state(self) -> Literal["success", "failure", "pending", "none"]: ...
+    @property
+    def failing(self) -> Sequence[str]: ...
+    @property
+    def pending(self) -> Sequence[str]: ...
 
 
 class SourceControl(Protocol):
@@ -60,16 +73,32 @@ class SourceControl(Protocol):
 
     async def checks(self, repo: str, sha: str) -> Checks: ...
 
-    async def compare(self, repo: str, base: str, head: str,
-                      limit: int) -> tuple[list[Commit], int]: ...
+    async def compare(
+        self, repo: str, base: str, head: str, limit: int
+    ) -> tuple[Sequence[Commit], int]: ...
 
-    async def create_deployment(self, repo: str, *, ref: str, environment: str,
-                                description: str, payload: dict[str, Any], production: bool,
-                                transient: bool = False) -> int: ...
+    async def create_deployment(
+        self,
+        repo: str,
+        *,
+        ref: str,
+        environment: str,
+        description: str,
+        payload: dict[str, Any],
+        production: bool,
+        transient: bool = False,
+    ) -> int: ...
 
-    async def set_deployment_status(self, repo: str, deployment_id: int, state: str, *,
-                                    description: str = "", log_url: str | None = None,
-                                    environment_url: str | None = None) -> None: ...
+    async def set_deployment_status(
+        self,
+        repo: str,
+        deployment_id: int,
+        state: str,
+        *,
+        description: str = "",
+        log_url: str | None = None,
+        environment_url: str | None = None,
+    ) -> None: ...
 
 
 class MetricsSource(Protocol):
