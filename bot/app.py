@@ -97,7 +97,8 @@ class BotApp:
         self.registry = CommandRegistry()
         self.dispatcher = Dispatcher(self.registry, self.db, self.clock, self.metrics)
         self.scheduler = Scheduler(
-            self.db, self.clock, self.metrics, self.instance_id, poll_interval=scheduler_poll
+            self.db, self.clock, self.metrics, self.instance_id, poll_interval=scheduler_poll,
+            lease=timedelta(seconds=settings.job_lease_seconds),
         )
         self.outbox = Outbox(self.clock)
         self.authorizer = Authorizer(config.rbac)

@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bot.core.config import Config
 from bot.core.config_loader import ConfigInvalid, load_config
@@ -29,13 +30,24 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=int(os.environ.get("CHATOPS_PORT", "8080")))
 
     shell = sub.add_parser("shell", help="use the bot from a terminal prompt")
-    shell.add_argument("--as", dest="user", default=os.environ.get("CHATOPS_SHELL_USER", "ULOCAL"),
-                       help="Slack user id to act as (default ULOCAL)")
+    shell.add_argument(
+        "--as",
+        dest="user",
+        default=os.environ.get("CHATOPS_SHELL_USER", "ULOCAL"),
+        help="Slack user id to act as (default ULOCAL)",
+    )
     shell.add_argument("--channel", default="shell", help="channel the commands come from")
-    shell.add_argument("--wait", type=float, default=120.0,
-                       help="seconds to wait for pending work at end of input (default 120)")
-    shell.add_argument("--listen", metavar="HOST:PORT",
-                       help="also serve HTTP (webhooks, /metrics) while the prompt runs")
+    shell.add_argument(
+        "--wait",
+        type=float,
+        default=120.0,
+        help="seconds to wait for pending work at end of input (default 120)",
+    )
+    shell.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="also serve HTTP (webhooks, /metrics) while the prompt runs",
+    )
 
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("file", nargs="?")
@@ -54,11 +66,17 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "db":
         setup_logging(settings.log_level, settings.secret_values())
         return asyncio.run(_db(settings, args.action))
-    if args.cmd == "shell" and not args.config and not Path(config_path).exists() \
-            and Path(EXAMPLE_CONFIG).exists():
+    if (
+        args.cmd == "shell"
+        and not args.config
+        and not Path(config_path).exists()
+        and Path(EXAMPLE_CONFIG).exists()
+    ):
         # A newcomer trying the bot before writing any configuration.
-        print(f"(no {config_path} here: using {EXAMPLE_CONFIG}; copy it to make your own)",
-              file=sys.stderr)
+        print(
+            f"(no {config_path} here: using {EXAMPLE_CONFIG}; copy it to make your own)",
+            file=sys.stderr,
+        )
         config_path = EXAMPLE_CONFIG
     config = _load_or_exit(config_path)
     setup_logging(settings.log_level, settings.secret_values())
@@ -81,15 +99,20 @@ def check_config(path: str) -> int:
             print(error, file=sys.stderr)
         print(f"{len(exc.errors)} error(s) in {path}", file=sys.stderr)
         return 1
-    print(f"{path}: OK — {len(config.services)} services, "
-          f"{len(config.environments)} environments, {len(config.rbac.grants)} RBAC grants")
+    print(
+        f"{path}: OK — {len(config.services)} services, "
+        f"{len(config.environments)} environments, {len(config.rbac.grants)} RBAC grants"
+    )
     return 0
 
 
 def _load_or_exit(path: str) -> Config:
     if not Path(path).exists():
-        print(f"chatops: no configuration at {path}. Pass --config FILE, set CHATOPS_CONFIG, "
-              "or start from chatops.example.yaml.", file=sys.stderr)
+        print(
+            f"chatops: no configuration at {path}. Pass --config FILE, set CHATOPS_CONFIG, "
+            "or start from chatops.example.yaml.",
+            file=sys.stderr,
+        )
         raise SystemExit(2)
     try:
         return load_config(path)
@@ -120,8 +143,10 @@ async def _serve(settings: Settings, config: Config, host: str, port: int) -> in
     started = time.perf_counter()
     runtime = build_runtime(BotApp(settings, config))
     await runtime.start(host, port)
-    print(f"chatops: serving on {runtime.url} (ready in {time.perf_counter() - started:.2f}s)",
-          flush=True)
+    print(
+        f"chatops: serving on {runtime.url} (ready in {time.perf_counter() - started:.2f}s)",
+        flush=True,
+    )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -137,6 +162,9 @@ async def _shell(settings: Settings, config: Config, args: argparse.Namespace) -
     from bot.runtime import build_runtime
     from bot.shell import run_shell
 
+    sandbox = None
+    if not settings.kubeconfig and not os.environ.get("KUBERNETES_SERVICE_HOST"):
+        sandbox, settings = await _start_sandbox(settings, config)
     # The terminal has no Slack rate limit to respect.
     bot = BotApp(settings, config, outbox_rate=50.0, outbox_burst=50)
     runtime = build_runtime(bot, deliverer=ConsoleDeliverer())
@@ -145,8 +173,10 @@ async def _shell(settings: Settings, config: Config, args: argparse.Namespace) -
         host, _, port_text = args.listen.rpartition(":")
         port = int(port_text)
         if not _port_free(host, port):
-            print(f"(port {port} is in use: running without HTTP; pass --listen HOST:PORT)",
-                  flush=True)
+            print(
+                f"(port {port} is in use: running without HTTP; pass --listen HOST:PORT)",
+                flush=True,
+            )
             host = None
     await runtime.start(host or None, port)
     if runtime.url:
@@ -155,6 +185,33 @@ async def _shell(settings: Settings, config: Config, args: argparse.Namespace) -
         return await run_shell(bot, user=args.user, channel=args.channel, wait=args.wait)
     finally:
         await runtime.stop()
+        if sandbox is not None:
+            await sandbox.stop()
+
+
+async def _start_sandbox(settings: Settings, config: Config) -> tuple[Any, Settings]:
+    """No KUBECONFIG: run the sandbox cluster so deploys can be tried. The bot
+    reaches it like any cluster, through a kubeconfig (never ~/.kube/config,
+    so trying the bot cannot touch a real cluster by accident)."""
+    from bot.sandbox_seed import sandbox_config
+    from sandbox import start_sandbox
+
+    fast = os.environ.get("CHATOPS_SANDBOX_FAST") == "1"
+    sandbox = await start_sandbox(sandbox_config(config, fast=fast))
+    folder = Path(".sandbox")
+    await asyncio.to_thread(folder.mkdir, exist_ok=True)
+    path = await asyncio.to_thread(sandbox.write_kubeconfig, folder / "kubeconfig")
+    updates: dict[str, Any] = {"kubeconfig": str(path)}
+    if not settings.prometheus_url:
+        updates["prometheus_url"] = sandbox.prometheus_url
+    print(
+        f"(no KUBECONFIG: started a sandbox cluster with the example services at {sandbox.url};"
+        f" metrics at {sandbox.prometheus_url}; try kubectl --kubeconfig {path} get deploy -A."
+        " Tags ending -crash, -bad or -slow misbehave on purpose.)",
+        file=sys.stderr,
+        flush=True,
+    )
+    return sandbox, settings.model_copy(update=updates)
 
 
 def _port_free(host: str, port: int) -> bool:

@@ -13,6 +13,8 @@ IMAGE_RULES = [
     ImageRule(pattern="*-crash", crash=True),
     ImageRule(pattern="*-bad", error_ratio=0.3, latency_p50_seconds=0.05, latency_p99_seconds=0.3),
     ImageRule(pattern="*-slow", latency_p50_seconds=0.4, latency_p99_seconds=1.5),
+    # Between a typical success (< 5%) and failure (>= 10%) threshold: inconclusive.
+    ImageRule(pattern="*-meh", error_ratio=0.07),
 ]
 
 

@@ -35,6 +35,9 @@ class Settings(BaseSettings):
     log_level: str = Field(default="INFO", alias="CHATOPS_LOG_LEVEL")
     # Identifies this process in leases (scheduler jobs, outbox channels).
     instance_id: str | None = Field(default=None, alias="CHATOPS_INSTANCE_ID")
+    # How long a job stays claimed by a process that stopped answering; after
+    # a crash, its jobs wait this long before another process takes them.
+    job_lease_seconds: float = Field(default=30.0, gt=1.0, alias="CHATOPS_JOB_LEASE_SECONDS")
 
     def secret_values(self) -> list[str]:
         """Every secret this process knows, so the log filter can mask them."""

@@ -101,8 +101,9 @@ class DeployEngine:
         if state.terminal:
             await self._finalize(session, d)
 
-    async def note(self, session: AsyncSession, d: Deployment, text: str) -> None:
-        await self.outbox.post(session, "", Message(text=text), thread_key=d.key)
+    async def note(self, session: AsyncSession, d: Deployment, text: str | Message) -> None:
+        message = text if isinstance(text, Message) else Message(text=text)
+        await self.outbox.post(session, "", message, thread_key=d.key)
 
     # -- the tick -----------------------------------------------------------
 
@@ -153,6 +154,14 @@ class DeployEngine:
         try:
             step = await self._dispatch(ctx)
             d.progress.pop("cluster_errors", None)
+            if step.state == DeployState.COMPLETED or (
+                d.kind == "rollback" and step.state == DeployState.ROLLED_BACK
+            ):
+                # What now serves, for /drift (read here: no I/O inside the commit).
+                workload = self._serving_workload(d, ctx.name)
+                obj = await ctx.cluster.get_deployment(ctx.namespace, workload)
+                if obj is not None:
+                    d.progress["final_replicas"] = int(obj["spec"].get("replicas", 0))
             return step
         except Exception as exc:
             errors = int(d.progress.get("cluster_errors", 0)) + 1
@@ -254,6 +263,16 @@ class DeployEngine:
         return waiting
 
     @staticmethod
+    def _serving_workload(d: Deployment, default: str) -> str:
+        if d.kind == "rollback":
+            return str(
+                d.progress.get("switch_to_deployment") or d.progress.get("workload") or default
+            )
+        if d.strategy == "bluegreen":
+            return str(d.progress.get("target", {}).get("deployment") or default)
+        return default
+
+    @staticmethod
     def _workload(d: Deployment, default: str) -> str:
         return str(d.progress.get("workload") or default)
 
@@ -326,8 +345,10 @@ class DeployEngine:
             (d.finished_at - (d.started_at or d.created_at)).total_seconds() if d.finished_at else 0
         )
         what = "Rollback" if d.kind == "rollback" else "Deploy"
-        text = (f"{what} #{d.id} {d.state} after {int(took)}s: "
-                f"{d.service} {d.version} in {d.environment}.")
+        text = (
+            f"{what} #{d.id} {d.state} after {int(took)}s: "
+            f"{d.service} {d.version} in {d.environment}."
+        )
         if d.error:
             text += f"\nReason: {d.error}"
         return text
@@ -337,13 +358,10 @@ class DeployEngine:
         if row is None:
             row = DesiredState(service=d.service, environment=d.environment, updated_by=BOT)
         row.image, row.updated_by, row.updated_at = d.image, d.requested_by, self.clock.now()
-        workload = (
-            d.progress.get("target", {}).get("deployment") if d.strategy == "bluegreen" else None
-        )
-        if d.kind == "rollback":
-            workload = d.progress.get("switch_to_deployment")
-        if workload:
-            row.workload = workload
+        if "final_replicas" in d.progress:
+            row.replicas = int(d.progress["final_replicas"])
+        svc = self.config.service(d.service)
+        row.workload = self._serving_workload(d, svc.k8s_deployment if svc else d.service)
         return row
 
     async def _auto_lock(self, session: AsyncSession, d: Deployment) -> None:
@@ -390,6 +408,7 @@ class DeployEngine:
                 },
                 production=bool(env and env.protected),
             )
+            await self._github_status(d, "queued", f"deploy #{d.id} accepted")
         except Exception:
             log.warning(
                 "could not create the GitHub deployment", extra={"deployment": d.id}, exc_info=True

@@ -118,8 +118,10 @@ class DeployOperations:
             )
             desired.replicas, desired.updated_by, desired.updated_at = replicas, who.user, now
             session.add(desired)
-            text = (f":straight_ruler: <@{who.user}> scaled {svc.name} in {env.name}: "
-                    f"{previous} → {replicas}")
+            text = (
+                f":straight_ruler: <@{who.user}> scaled {svc.name} in {env.name}: "
+                f"{previous} → {replicas}"
+            )
             await self.engine.outbox.post(session, self.config.channels.deploys, Message(text=text))
             await audit.record(
                 session,

@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from bot.core.chat import Message
 from bot.core.config import Service
 from bot.deploys.models import Deployment, DeployState
 from bot.deploys.ports import Cluster, KubeObject
@@ -41,7 +42,7 @@ class Step:
     state: DeployState | None = None
     reason: str = ""
     wait: float = 2.0
-    notes: list[str] = field(default_factory=list)
+    notes: list[str | Message] = field(default_factory=list)
 
 
 @dataclass

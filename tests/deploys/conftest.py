@@ -53,7 +53,7 @@ async def github() -> AsyncIterator[FakeGitHub]:
     async with FakeGitHub(tokens=[GITHUB_TOKEN]) as fake:
         for repo in ("example-shop/checkout", "example-shop/cart", "example-shop/search"):
             fake.add_repo(repo)
-            for tag in ("v1", "v2", "v3", "v2-bad", "v2-crash", "v2-slow"):
+            for tag in ("v1", "v2", "v3", "v2-bad", "v2-crash", "v2-slow", "v2-meh"):
                 release(fake, repo, tag)
         yield fake
 

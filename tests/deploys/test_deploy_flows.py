@@ -68,10 +68,12 @@ async def test_canary_walks_its_steps_and_completes(deploy_bot: DeployBot, tmp_p
     thread = [m.text for m in b.slack.messages("C0DEPLOYS", thread_ts=top[0].ts)]
     assert any("Analysis passed at canary step 1 (25%)" in t for t in thread)
     assert any("Deploy #1 Completed" in t for t in thread)
-    # GitHub: a Deployment with in_progress then success.
+    assert any("Changes since v1:" in t and "Release v2" in t for t in thread)
+    # GitHub: a Deployment: queued, in_progress, then success.
     [gh] = b.github.deployments("example-shop/checkout")
     assert gh.environment == "staging" and gh.ref == "v2"
     assert [s.state for s in b.github.deployment_statuses("example-shop/checkout", gh.id)] == [
+        "queued",
         "in_progress",
         "success",
     ]
@@ -223,3 +225,73 @@ async def test_dry_run_changes_nothing(deploy_bot: DeployBot) -> None:
     assert b.image("checkout") == "registry.example.com/shop/checkout:v1"
     assert await b.say("/deploys", "") == "No deploys yet."
     assert b.github.deployments("example-shop/checkout") == []
+
+
+async def test_inconclusive_analysis_pauses_and_asks_in_the_thread(deploy_bot: DeployBot) -> None:
+    b = deploy_bot
+    await b.say("/deploy", "checkout v2-meh to staging")
+    await b.wait_state(1, "Paused")
+    await b.delivered()
+    top = next(m for m in b.slack.messages("C0DEPLOYS") if "Deploy #1" in m.text)
+    ask = next(
+        m
+        for m in b.slack.messages("C0DEPLOYS", thread_ts=top.ts)
+        if "Analysis inconclusive" in m.text
+    )
+    buttons = [
+        e["action_id"]
+        for blk in ask.blocks or []
+        if blk["type"] == "actions"
+        for e in blk["elements"]
+    ]
+    assert buttons == ["deploy_promote", "deploy_abort"]
+    assert "neither success < 0.05 nor failure >= 0.1 held" in ask.text
+    # A person looks and decides to go on: the next step starts.
+    await b.requests.action(
+        "deploy_promote",
+        "1",
+        user="UCAROL",
+        thread_ts=top.ts,
+        response_url=b.slack.response_url("promote"),
+    )
+    [said] = await b.slack.wait_for("response_url", lambda c: c.name == "promote")
+    assert "Promoting deploy #1" in said.body["text"]
+    d = await b.wait_state(1, "Paused", "Completed", "RolledBack")
+    assert d.state == "Paused" and d.progress["step"] == 1  # inconclusive again, at step 2
+    await b.requests.action("deploy_abort", "1", user="UCAROL")
+    d = await b.wait_state(1, "RolledBack")
+    assert b.image("checkout") == "registry.example.com/shop/checkout:v1"
+
+
+async def test_drift_is_reported_and_fixed(deploy_bot: DeployBot) -> None:
+    b = deploy_bot
+    await b.say("/deploy", "cart v2 to staging")
+    await b.wait_state(1, "Completed")
+    assert await b.say("/drift", "cart staging") == "cart in staging: no drift"
+    # Someone changes the cluster behind the bot's back.
+    await b.bot.clusters.for_context(None).patch_deployment(
+        "shop-staging",
+        "cart",
+        {
+            "spec": {
+                "replicas": 5,
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {"name": "app", "image": "registry.example.com/shop/cart:hotfix"}
+                        ]
+                    }
+                },
+            }
+        },
+    )
+    answer = await b.say("/drift", "cart staging")
+    assert (
+        "image is registry.example.com/shop/cart:hotfix, the bot last applied "
+        "registry.example.com/shop/cart:v2" in answer
+    )
+    assert "replicas are 5" in answer
+    answer = await b.say("/drift", "fix cart staging", user="UCAROL")
+    assert answer.startswith("Re-applied:")
+    assert b.image("cart") == "registry.example.com/shop/cart:v2"
+    assert await b.say("/drift", "cart staging") == "cart in staging: no drift"
