@@ -139,6 +139,18 @@ class BotApp:
         self.deploy_ops = DeployOperations(self.deploys)
         deploy_commands.register(self, self.deploys, self.deploy_ops)
 
+        from bot.core.events import DeployFinished
+        from bot.incidents.ingest import AlertIngest
+        from bot.incidents.service import IncidentService
+        from commands import incident as incident_commands
+
+        self.incidents = IncidentService(
+            db=self.db, clock=self.clock, config=self.config, outbox=self.outbox,
+            scheduler=self.scheduler, auth=self.authorizer, events=self.events)
+        self.alert_ingest = AlertIngest(self.incidents)
+        self.events.subscribe(DeployFinished, self.incidents.on_deploy)
+        incident_commands.register(self, self.incidents)
+
     def use_deliverer(self, deliverer: Deliverer) -> None:
         """Choose where the outbox delivers (Slack, or the terminal)."""
         self.sender = OutboxSender(

@@ -70,7 +70,10 @@ def build_runtime(bot: BotApp, *, deliverer: Deliverer | None = None) -> Runtime
         slack_handler = http_handler(build_bolt_app(bot))
     elif token:
         notes.append("SLACK_SIGNING_SECRET is not set: POST /slack/events is disabled")
-    web_app = build_web_app(bot, slack_handler=slack_handler)
+    from bot import api, webhooks
+
+    web_app = build_web_app(bot, slack_handler=slack_handler,
+                            extra_routes=[webhooks.add_routes, api.add_routes])
     runtime = Runtime(bot, web_app, socket_mode=bool(token and s.slack_app_token), notes=notes)
     for note in notes:
         log.warning(note)

@@ -45,9 +45,17 @@ class Button(_Block):
     url: str | None = None  # a link button; pressing it does not reach the bot
 
 
+class Overflow(_Block):
+    """A "more" menu: each option presses `action_id` with its value."""
+
+    action_id: str
+    options: list[tuple[str, str]]  # (label, value)
+
+
 class Actions(_Block):
     type: Literal["actions"] = "actions"
     buttons: list[Button]
+    menus: list[Overflow] = []
 
 
 Block = Annotated[Section | Context | Divider | Actions, Field(discriminator="type")]

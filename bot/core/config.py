@@ -228,6 +228,45 @@ class FreezeWindow(Strict):
         return self
 
 
+class AlertRoute(Strict):
+    """Alerts whose labels match go to this service/severity/channel. A
+    matcher value starting with "~" is a regular expression (full match)."""
+
+    match: dict[str, str] = Field(min_length=1)
+    service: str | None = None
+    severity: str | None = Field(default=None, pattern=r"^SEV[1-9]$")
+    channel: str | None = None
+
+    @model_validator(mode="after")
+    def _regexes_compile(self) -> AlertRoute:
+        import re
+
+        for label, value in self.match.items():
+            if value.startswith("~"):
+                try:
+                    re.compile(value[1:])
+                except re.error as exc:
+                    raise ValueError(f"match.{label}: bad regular expression: {exc}") from None
+        return self
+
+
+class AlertPolicy(Strict):
+    severity_label: str = "severity"
+    severity_map: dict[str, str] = {"page": "SEV1", "critical": "SEV2", "warning": "SEV3",
+                                    "info": "SEV4"}
+    default_severity: str = Field(default="SEV3", pattern=r"^SEV[1-9]$")
+    # Below these, an alert is posted to the channel but opens no incident.
+    incident_severities: list[str] = ["SEV1", "SEV2", "SEV3"]
+    routes: list[AlertRoute] = []
+    # A group that resolved and fires again: a new incident, or the old one re-opened.
+    reopen_within: Duration | None = None
+    # Mitigated incidents with no new alerts are resolved after this long (None: by a person).
+    auto_resolve_after: Duration | None = None
+    # Labels shown on the incident message, in this order, when present.
+    shown_labels: list[str] = ["alertname", "service", "severity", "namespace", "instance", "job"]
+    dedicated_channels: bool = False  # a channel per incident, responders invited
+
+
 class DeployPolicy(Strict):
     approval_timeout: Duration = timedelta(hours=1)
     changelog_limit: int = Field(default=15, ge=0, le=100)
@@ -242,6 +281,7 @@ class Config(Strict):
     channels: Channels = Channels()
     severities: list[Severity] = DEFAULT_SEVERITIES
     freeze_windows: list[FreezeWindow] = []
+    alerts: AlertPolicy = AlertPolicy()
     deploys: DeployPolicy = DeployPolicy()
     # Filled in by the on-call issue: schedules, escalation policies.
     oncall: dict[str, Any] = {}

@@ -43,6 +43,19 @@ class ServiceScaled:
     at: datetime
 
 
+@dataclass(frozen=True)
+class IncidentChanged:
+    """An incident opened, or its status or severity changed (paging keys on it)."""
+
+    incident_id: int
+    change: str  # opened | status | severity
+    status: str
+    severity: str
+    previous: str | None
+    actor: str | None
+    at: datetime
+
+
 Subscriber = Callable[[AsyncSession, Any], Awaitable[None]]
 
 

@@ -27,4 +27,7 @@ def render_text(message: Message) -> str:
             lines.extend(
                 f"  [{b.label}] → {b.url if b.url else press_command(b)}" for b in block.buttons
             )
+            for menu in block.menus:
+                lines.extend(f"  [{label}] → /press {menu.action_id} {value}"
+                             for label, value in menu.options)
     return "\n".join(lines)

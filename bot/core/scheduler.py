@@ -109,15 +109,19 @@ class Scheduler:
         delay: float = 0.0,
         key: str | None = None,
         max_attempts: int = 10,
+        replace: bool = True,
     ) -> None:
         """Add a job in the caller's transaction. A pending job with the same
-        key is replaced (new due time and payload) instead of duplicated."""
+        key is replaced (new due time and payload) instead of duplicated, or,
+        with replace=False, left as it is (a digest that is already coming)."""
         now = self.clock.now()
         due = due_at or now + timedelta(seconds=delay)
         payload = payload or {}
         if key is not None:
             existing = (await session.exec(
                 select(Job).where(Job.key == key).with_for_update())).first()
+            if existing is not None and existing.status == JobStatus.PENDING and not replace:
+                return
             if existing is not None and existing.status == JobStatus.PENDING:
                 existing.kind, existing.payload, existing.due_at = kind, payload, due
                 existing.attempts, existing.max_attempts = 0, max_attempts

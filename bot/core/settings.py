@@ -25,6 +25,8 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = Field(default=None, alias="SLACK_SIGNING_SECRET")
     slack_api_url: str = Field(default=DEFAULT_SLACK_API_URL, alias="SLACK_API_URL")
     webhook_token: SecretStr | None = Field(default=None, alias="CHATOPS_WEBHOOK_TOKEN")
+    # Bearer token for GET /api/v1/...; the webhook token when unset.
+    api_token: SecretStr | None = Field(default=None, alias="CHATOPS_API_TOKEN")
     kubeconfig: str | None = Field(default=None, alias="KUBECONFIG")
     prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
@@ -42,5 +44,5 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret this process knows, so the log filter can mask them."""
         secrets = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret,
-                   self.webhook_token, self.github_token]
+                   self.webhook_token, self.github_token, self.api_token]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]

@@ -4,6 +4,7 @@ compares against is complete."""
 from sqlmodel import SQLModel
 
 import bot.core.models
-import bot.deploys.models  # noqa: F401
+import bot.deploys.models
+import bot.incidents.models  # noqa: F401
 
 metadata = SQLModel.metadata

@@ -49,6 +49,12 @@ def render_blocks(message: Message) -> list[dict[str, Any]]:
                 if button.url:
                     element["url"] = button.url
                 elements.append(element)
+            for menu in block.menus:
+                elements.append({
+                    "type": "overflow", "action_id": menu.action_id,
+                    "options": [{"text": {"type": "plain_text", "text": _clip(label, 75)},
+                                 "value": _clip(value, 150)} for label, value in menu.options[:5]],
+                })
             blocks.append({"type": "actions", "elements": elements})
     return blocks[:_MAX_BLOCKS]
 
