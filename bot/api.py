@@ -19,11 +19,12 @@ def add_routes(app: web.Application, bot: BotApp) -> None:
 
 def _authorized(request: web.Request) -> bool:
     s = request.app[BOT_KEY].settings
-    secret = (s.api_token or s.webhook_token)
+    secret = s.api_token or s.webhook_token
     header = request.headers.get("Authorization", "")
     scheme, _, value = header.partition(" ")
-    return bool(secret) and scheme.lower() == "bearer" and hmac.compare_digest(
-        value.strip().encode(), secret.get_secret_value().encode())  # type: ignore[union-attr]
+    if secret is None or scheme.lower() != "bearer":
+        return False
+    return hmac.compare_digest(value.strip().encode(), secret.get_secret_value().encode())
 
 
 def incident_json(inc: Incident, events: list[IncidentEvent]) -> dict[str, Any]:
@@ -31,14 +32,26 @@ def incident_json(inc: Incident, events: list[IncidentEvent]) -> dict[str, Any]:
         return value.isoformat() if value is not None else None
 
     return {
-        "id": inc.ref, "number": inc.id, "title": inc.title, "service": inc.service,
-        "severity": inc.severity, "status": inc.status, "source": inc.source,
-        "commander": inc.commander, "responders": inc.responders, "channel": inc.channel,
-        "labels": inc.labels, "links": inc.links, "summary": inc.summary,
-        "detected_at": ts(inc.detected_at), "acknowledged_at": ts(inc.acknowledged_at),
-        "mitigated_at": ts(inc.mitigated_at), "resolved_at": ts(inc.resolved_at),
-        "timeline": [{"at": ts(e.at), "kind": e.kind, "actor": e.actor, "text": e.text}
-                     for e in events],
+        "id": inc.ref,
+        "number": inc.id,
+        "title": inc.title,
+        "service": inc.service,
+        "severity": inc.severity,
+        "status": inc.status,
+        "source": inc.source,
+        "commander": inc.commander,
+        "responders": inc.responders,
+        "channel": inc.channel,
+        "labels": inc.labels,
+        "links": inc.links,
+        "summary": inc.summary,
+        "detected_at": ts(inc.detected_at),
+        "acknowledged_at": ts(inc.acknowledged_at),
+        "mitigated_at": ts(inc.mitigated_at),
+        "resolved_at": ts(inc.resolved_at),
+        "timeline": [
+            {"at": ts(e.at), "kind": e.kind, "actor": e.actor, "text": e.text} for e in events
+        ],
     }
 
 

@@ -50,16 +50,21 @@ async def alertmanager(request: web.Request) -> web.Response:
         try:
             payload = WebhookPayload.model_validate(data)
         except ValidationError as exc:
-            reasons = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
-                       for e in exc.errors(include_url=False)[:5]]
-            return _answer(bot, 400, {"error": "not an Alertmanager v4 notification",
-                                      "reasons": reasons})
+            reasons = [
+                f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}"
+                for e in exc.errors(include_url=False)[:5]
+            ]
+            return _answer(
+                bot, 400, {"error": "not an Alertmanager v4 notification", "reasons": reasons}
+            )
         span.set_attribute("chatops.alerts", len(payload.alerts))
         span.set_attribute("chatops.group_key", payload.group_key[:200])
         try:
             stored = await bot.alert_ingest.accept(payload, data)
         except Exception as exc:
-            log.warning("could not store an alert notification; asking for a retry",
-                        extra={"error": f"{type(exc).__name__}: {exc}"[:300]})
+            log.warning(
+                "could not store an alert notification; asking for a retry",
+                extra={"error": f"{type(exc).__name__}: {exc}"[:300]},
+            )
             return _answer(bot, 503, {"error": "cannot store the notification now; retry"})
         return _answer(bot, 200, {"status": "stored" if stored else "duplicate"})

@@ -25,8 +25,10 @@ _MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$|^([UW][A-Z0-9]+)$")
 def mention(text: str) -> str:
     m = _MENTION.match(text.strip())
     if not m:
-        raise ChatOpsError(f"'{text}' is not a person: mention them (@name) so Slack sends "
-                           "their id, or give the id (U…).")
+        raise ChatOpsError(
+            f"'{text}' is not a person: mention them (@name) so Slack sends "
+            "their id, or give the id (U…)."
+        )
     return m.group(1) or m.group(2)
 
 
@@ -42,8 +44,10 @@ def register(bot: BotApp, incidents: IncidentService) -> None:
             return parse_ref(ref)
         found = await incidents.find_for_channel(ctx.channel_id)
         if found is None or found.id is None:
-            raise ChatOpsError("Which incident? Add its number, e.g. INC-3 "
-                               "(slash commands cannot see the thread they are typed in).")
+            raise ChatOpsError(
+                "Which incident? Add its number, e.g. INC-3 "
+                "(slash commands cannot see the thread they are typed in)."
+            )
         return found.id
 
     def split_ref(text: str | None) -> tuple[str | None, str | None]:
@@ -55,13 +59,18 @@ def register(bot: BotApp, incidents: IncidentService) -> None:
             return first, rest.strip() or None
         return None, text
 
-    @r.command("/incident declare <title...> [sev=<sev>] [service=<service>]",
-               "Open an incident by hand", family_summary="Open, run and close incidents")
+    @r.command(
+        "/incident declare <title...> [sev=<sev>] [service=<service>]",
+        "Open an incident by hand",
+        family_summary="Open, run and close incidents",
+    )
     async def declare(ctx: CommandContext, a: Parsed) -> Reply:
-        inc = await incidents.declare(_actor(ctx), a.get("title"), a.get("sev", "SEV3"),
-                                      a.get("service"))
-        return reply(f"Declared {inc.ref} ({inc.severity}): {inc.title}. You are its commander.",
-                     public=True)
+        inc = await incidents.declare(
+            _actor(ctx), a.get("title"), a.get("sev", "SEV3"), a.get("service")
+        )
+        return reply(
+            f"Declared {inc.ref} ({inc.severity}): {inc.title}. You are its commander.", public=True
+        )
 
     @r.command("/incident ack [<ref>]", "Acknowledge: someone is on it")
     async def ack(ctx: CommandContext, a: Parsed) -> Reply:
@@ -70,14 +79,16 @@ def register(bot: BotApp, incidents: IncidentService) -> None:
 
     @r.command("/incident sev <severity> [<ref>]", "Change the severity (SEV1..SEV4)")
     async def sev(ctx: CommandContext, a: Parsed) -> Reply:
-        inc = await incidents.set_severity(_actor(ctx), await which(ctx, a.get("ref")),
-                                           a.get("severity"))
+        inc = await incidents.set_severity(
+            _actor(ctx), await which(ctx, a.get("ref")), a.get("severity")
+        )
         return reply(f"{inc.ref} is now {inc.severity}.")
 
     @r.command("/incident commander <user> [<ref>]", "Name the incident commander")
     async def commander(ctx: CommandContext, a: Parsed) -> Reply:
-        inc = await incidents.set_commander(_actor(ctx), await which(ctx, a.get("ref")),
-                                            mention(a.get("user")))
+        inc = await incidents.set_commander(
+            _actor(ctx), await which(ctx, a.get("ref")), mention(a.get("user"))
+        )
         return reply(f"<@{inc.commander}> commands {inc.ref}.")
 
     @r.command("/incident update <text...>", "Post a status update (INC-n first if needed)")
@@ -110,8 +121,10 @@ def register(bot: BotApp, incidents: IncidentService) -> None:
         rows = await incidents.list(open_only=a.get("which", "open") == "open")
         if not rows:
             return reply("No incidents." if a.get("which") == "all" else "No open incidents.")
-        lines = [f"{i.ref} {i.severity} {i.status}: {i.title}"
-                 + (f" ({i.service})" if i.service else "") for i in rows]
+        lines = [
+            f"{i.ref} {i.severity} {i.status}: {i.title}" + (f" ({i.service})" if i.service else "")
+            for i in rows
+        ]
         return reply("\n".join(lines))
 
     @r.command("/incident show <ref>", "One incident's details")

@@ -34,14 +34,20 @@ class IncidentStatus(StrEnum):
     RESOLVED = "Resolved"
 
 
-OPEN_STATUSES = (IncidentStatus.DECLARED, IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED,
-                 IncidentStatus.MITIGATED)
+OPEN_STATUSES = (
+    IncidentStatus.DECLARED,
+    IncidentStatus.TRIGGERED,
+    IncidentStatus.ACKNOWLEDGED,
+    IncidentStatus.MITIGATED,
+)
 
 
 class Incident(SQLModel, table=True):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_status", "status", "id"),
-                      Index("ix_incidents_service", "service", "status"))
+    __table_args__ = (
+        Index("ix_incidents_status", "status", "id"),
+        Index("ix_incidents_service", "service", "status"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     title: str = Field(max_length=500)

@@ -5,20 +5,33 @@ from __future__ import annotations
 from bot.core.chat import Actions, Button, Context, Message, Overflow, Section
 from bot.incidents.models import Incident, IncidentEvent, IncidentStatus
 
-_ICON = {"SEV1": ":red_circle:", "SEV2": ":large_orange_circle:", "SEV3": ":large_yellow_circle:",
-         "SEV4": ":white_circle:"}
-_STATUS = {IncidentStatus.DECLARED: ":rotating_light:", IncidentStatus.TRIGGERED: ":rotating_light:",
-           IncidentStatus.ACKNOWLEDGED: ":eyes:", IncidentStatus.MITIGATED: ":adhesive_bandage:",
-           IncidentStatus.RESOLVED: ":white_check_mark:"}
+_ICON = {
+    "SEV1": ":red_circle:",
+    "SEV2": ":large_orange_circle:",
+    "SEV3": ":large_yellow_circle:",
+    "SEV4": ":white_circle:",
+}
+_STATUS = {
+    IncidentStatus.DECLARED: ":rotating_light:",
+    IncidentStatus.TRIGGERED: ":rotating_light:",
+    IncidentStatus.ACKNOWLEDGED: ":eyes:",
+    IncidentStatus.MITIGATED: ":adhesive_bandage:",
+    IncidentStatus.RESOLVED: ":white_check_mark:",
+}
 
 
-def render_incident(inc: Incident, *, firing: int = 0, total: int = 0,
-                    shown_labels: list[str] | None = None) -> Message:
+def render_incident(
+    inc: Incident, *, firing: int = 0, total: int = 0, shown_labels: list[str] | None = None
+) -> Message:
     status = IncidentStatus(inc.status)
-    head = (f"{_ICON.get(inc.severity, '')} *{inc.ref} {inc.severity}: {inc.title}*\n"
-            f"{_STATUS[status]} {inc.status}")
-    fields = [("Service", inc.service or "—"),
-              ("Commander", f"<@{inc.commander}>" if inc.commander else "nobody yet")]
+    head = (
+        f"{_ICON.get(inc.severity, '')} *{inc.ref} {inc.severity}: {inc.title}*\n"
+        f"{_STATUS[status]} {inc.status}"
+    )
+    fields = [
+        ("Service", inc.service or "—"),
+        ("Commander", f"<@{inc.commander}>" if inc.commander else "nobody yet"),
+    ]
     if total:
         fields.append(("Alerts", f"{firing} firing / {total}"))
     labels = [f"`{k}={inc.labels[k]}`" for k in (shown_labels or []) if k in inc.labels]
@@ -27,19 +40,32 @@ def render_incident(inc: Incident, *, firing: int = 0, total: int = 0,
         blocks.append(Context(text=" ".join(labels)))
     if inc.summary:
         blocks.append(Section(text=f"*Summary:* {inc.summary}"))
-    links = [Button(label=name.replace("_", " ").title(), action_id=f"link_{name}", url=url)
-             for name, url in inc.links.items()]
+    links = [
+        Button(label=name.replace("_", " ").title(), action_id=f"link_{name}", url=url)
+        for name, url in inc.links.items()
+    ]
     buttons: list[Button] = []
     if status in (IncidentStatus.TRIGGERED, IncidentStatus.DECLARED):
-        buttons.append(Button(label="Acknowledge", action_id="incident_ack", value=str(inc.id),
-                              style="primary"))
+        buttons.append(
+            Button(
+                label="Acknowledge", action_id="incident_ack", value=str(inc.id), style="primary"
+            )
+        )
     if status != IncidentStatus.RESOLVED:
-        buttons.append(Button(label="Resolve", action_id="incident_resolve", value=str(inc.id),
-                              style="danger"))
-        menu = Overflow(action_id="incident_menu", options=[
-            ("Take command", f"{inc.id}:commander"),
-            *[(f"Severity {s}", f"{inc.id}:sev:{s}") for s in ("SEV1", "SEV2", "SEV3", "SEV4")
-              if s != inc.severity]][:5])
+        buttons.append(
+            Button(label="Resolve", action_id="incident_resolve", value=str(inc.id), style="danger")
+        )
+        menu = Overflow(
+            action_id="incident_menu",
+            options=[
+                ("Take command", f"{inc.id}:commander"),
+                *[
+                    (f"Severity {s}", f"{inc.id}:sev:{s}")
+                    for s in ("SEV1", "SEV2", "SEV3", "SEV4")
+                    if s != inc.severity
+                ],
+            ][:5],
+        )
         blocks.append(Actions(buttons=buttons + links, menus=[menu]))
     elif links:
         blocks.append(Actions(buttons=links))

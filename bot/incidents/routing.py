@@ -34,9 +34,12 @@ def route_alert(config: Config, labels: dict[str, str]) -> Route:
     service = chosen.service if chosen and chosen.service else None
     if service is None and config.service(labels.get("service", "")) is not None:
         service = labels["service"]
-    severity = (chosen.severity if chosen and chosen.severity else None) or \
-        policy.severity_map.get(labels.get(policy.severity_label, "").lower()) or \
-        policy.default_severity
-    channel = (chosen.channel if chosen and chosen.channel else None) or \
-        config.channels.alerts_channel
+    severity = (
+        (chosen.severity if chosen and chosen.severity else None)
+        or policy.severity_map.get(labels.get(policy.severity_label, "").lower())
+        or policy.default_severity
+    )
+    channel = (
+        chosen.channel if chosen and chosen.channel else None
+    ) or config.channels.alerts_channel
     return Route(service, severity, channel, severity in policy.incident_severities)

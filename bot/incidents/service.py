@@ -27,8 +27,13 @@ from bot.incidents.models import OPEN_STATUSES, Alert, Incident, IncidentEvent, 
 from bot.incidents.render import render_incident
 
 AUTO_RESOLVE = "incident.auto_resolve"
-_ORDER = [IncidentStatus.DECLARED, IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED,
-          IncidentStatus.MITIGATED, IncidentStatus.RESOLVED]
+_ORDER = [
+    IncidentStatus.DECLARED,
+    IncidentStatus.TRIGGERED,
+    IncidentStatus.ACKNOWLEDGED,
+    IncidentStatus.MITIGATED,
+    IncidentStatus.RESOLVED,
+]
 
 
 @dataclass(frozen=True)
@@ -46,8 +51,17 @@ def parse_ref(text: str) -> int:
 
 
 class IncidentService:
-    def __init__(self, *, db: Database, clock: Clock, config: Config, outbox: Outbox,
-                 scheduler: Scheduler, auth: Authorizer, events: EventHub) -> None:
+    def __init__(
+        self,
+        *,
+        db: Database,
+        clock: Clock,
+        config: Config,
+        outbox: Outbox,
+        scheduler: Scheduler,
+        auth: Authorizer,
+        events: EventHub,
+    ) -> None:
         self.db, self.clock, self.config, self.outbox = db, clock, config, outbox
         self.scheduler, self.auth, self.events = scheduler, auth, events
         scheduler.handler(AUTO_RESOLVE)(self._auto_resolve)
@@ -55,13 +69,20 @@ class IncidentService:
     # -- shared pieces ------------------------------------------------------------
 
     async def message(self, session: AsyncSession, inc: Incident) -> Message:
-        counts = (await session.exec(
-            select(Alert.status, func.count()).where(Alert.incident_id == inc.id)
-            .group_by(col(Alert.status)))).all()
+        counts = (
+            await session.exec(
+                select(Alert.status, func.count())
+                .where(Alert.incident_id == inc.id)
+                .group_by(col(Alert.status))
+            )
+        ).all()
         by_status = {status: int(n) for status, n in counts}
-        return render_incident(inc, firing=by_status.get("firing", 0),
-                               total=sum(by_status.values()),
-                               shown_labels=self.config.alerts.shown_labels)
+        return render_incident(
+            inc,
+            firing=by_status.get("firing", 0),
+            total=sum(by_status.values()),
+            shown_labels=self.config.alerts.shown_labels,
+        )
 
     async def refresh(self, session: AsyncSession, inc: Incident) -> None:
         await self.outbox.update(session, inc.ref, await self.message(session, inc))
@@ -70,26 +91,54 @@ class IncidentService:
         message = text if isinstance(text, Message) else Message(text=text)
         await self.outbox.post(session, "", message, thread_key=inc.ref)
 
-    async def timeline(self, session: AsyncSession, inc: Incident, kind: str, text: str, *,
-                       actor: str | None = None, data: dict[str, Any] | None = None,
-                       at: datetime | None = None) -> None:
-        session.add(IncidentEvent(incident_id=inc.id or 0, at=at or self.clock.now(), kind=kind,
-                                  actor=actor, text=text, data=data or {}))
+    async def timeline(
+        self,
+        session: AsyncSession,
+        inc: Incident,
+        kind: str,
+        text: str,
+        *,
+        actor: str | None = None,
+        data: dict[str, Any] | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        session.add(
+            IncidentEvent(
+                incident_id=inc.id or 0,
+                at=at or self.clock.now(),
+                kind=kind,
+                actor=actor,
+                text=text,
+                data=data or {},
+            )
+        )
 
-    async def open(self, session: AsyncSession, inc: Incident, *, actor: str | None,
-                   how: str) -> None:
+    async def open(
+        self, session: AsyncSession, inc: Incident, *, actor: str | None, how: str
+    ) -> None:
         """Store a new incident, post its home message, start its timeline."""
         session.add(inc)
         await session.flush()
-        await self.outbox.post(session, inc.channel, await self.message(session, inc),
-                               key=inc.ref)
-        await self.timeline(session, inc, "status", f"{inc.status}: {how}", actor=actor,
-                            at=inc.detected_at)
-        await self.events.emit(session, IncidentChanged(
-            inc.id or 0, "opened", inc.status, inc.severity, None, actor, self.clock.now()))
+        await self.outbox.post(session, inc.channel, await self.message(session, inc), key=inc.ref)
+        await self.timeline(
+            session, inc, "status", f"{inc.status}: {how}", actor=actor, at=inc.detected_at
+        )
+        await self.events.emit(
+            session,
+            IncidentChanged(
+                inc.id or 0, "opened", inc.status, inc.severity, None, actor, self.clock.now()
+            ),
+        )
 
-    async def set_status(self, session: AsyncSession, inc: Incident, status: IncidentStatus,
-                         reason: str, *, actor: str | None) -> None:
+    async def set_status(
+        self,
+        session: AsyncSession,
+        inc: Incident,
+        status: IncidentStatus,
+        reason: str,
+        *,
+        actor: str | None,
+    ) -> None:
         previous = inc.status
         now = self.clock.now()
         inc.status = status
@@ -101,17 +150,22 @@ class IncidentService:
             inc.resolved_at = now
             inc.mitigated_at = inc.mitigated_at or now
         session.add(inc)
-        await self.timeline(session, inc, "status", f"{previous} → {status}: {reason}",
-                            actor=actor)
+        await self.timeline(session, inc, "status", f"{previous} → {status}: {reason}", actor=actor)
         await self.note(session, inc, f"{_icon(status)} {inc.ref} is {status}: {reason}")
         await self.refresh(session, inc)
-        await self.events.emit(session, IncidentChanged(
-            inc.id or 0, "status", status, inc.severity, previous, actor, now))
+        await self.events.emit(
+            session,
+            IncidentChanged(inc.id or 0, "status", status, inc.severity, previous, actor, now),
+        )
         policy = self.config.alerts
         if status == IncidentStatus.MITIGATED and policy.auto_resolve_after is not None:
             await self.scheduler.schedule(
-                session, AUTO_RESOLVE, {"id": inc.id},
-                delay=policy.auto_resolve_after.total_seconds(), key=f"autoresolve-{inc.id}")
+                session,
+                AUTO_RESOLVE,
+                {"id": inc.id},
+                delay=policy.auto_resolve_after.total_seconds(),
+                key=f"autoresolve-{inc.id}",
+            )
         elif status != IncidentStatus.MITIGATED:
             await self.scheduler.cancel(session, f"autoresolve-{inc.id}")
 
@@ -128,9 +182,14 @@ class IncidentService:
     async def find_for_channel(self, channel: str) -> Incident | None:
         """The open incident whose dedicated channel this is, if any."""
         async with self.db.transaction() as session:
-            return (await session.exec(select(Incident).where(
-                Incident.dedicated_channel == channel,
-                col(Incident.status).in_(OPEN_STATUSES)))).first()
+            return (
+                await session.exec(
+                    select(Incident).where(
+                        Incident.dedicated_channel == channel,
+                        col(Incident.status).in_(OPEN_STATUSES),
+                    )
+                )
+            ).first()
 
     async def list(self, *, open_only: bool, limit: int = 20) -> Sequence[Incident]:
         query = select(Incident).order_by(col(Incident.id).desc()).limit(limit)
@@ -141,10 +200,13 @@ class IncidentService:
 
     async def events_of(self, incident_id: int) -> Sequence[IncidentEvent]:
         async with self.db.transaction() as session:
-            return (await session.exec(select(IncidentEvent)
-                                       .where(IncidentEvent.incident_id == incident_id)
-                                       .order_by(col(IncidentEvent.at), col(IncidentEvent.id))
-                                       )).all()
+            return (
+                await session.exec(
+                    select(IncidentEvent)
+                    .where(IncidentEvent.incident_id == incident_id)
+                    .order_by(col(IncidentEvent.at), col(IncidentEvent.id))
+                )
+            ).all()
 
     # -- what people do -------------------------------------------------------------
 
@@ -153,15 +215,27 @@ class IncidentService:
         `default_role: none` in the config keeps strangers out."""
         roles = [await self.auth.role_of(who.user, e.name) for e in self.config.environments]
         if not any(r is not None and r >= Role.VIEWER for r in roles):
-            raise Refused("You have no role in this bot's configuration, so you cannot change "
-                          "incidents.", action=action, target=inc.ref if inc else None,
-                          reason="forbidden")
+            raise Refused(
+                "You have no role in this bot's configuration, so you cannot change incidents.",
+                action=action,
+                target=inc.ref if inc else None,
+                reason="forbidden",
+            )
 
-    async def _audit(self, session: AsyncSession, who: Actor, action: str, inc: Incident,
-                     **detail: Any) -> None:
-        await audit.record(session, at=self.clock.now(), actor=who.user, action=action,
-                           outcome="ok", target=inc.ref, channel=who.channel,
-                           transport=who.transport, detail=detail)
+    async def _audit(
+        self, session: AsyncSession, who: Actor, action: str, inc: Incident, **detail: Any
+    ) -> None:
+        await audit.record(
+            session,
+            at=self.clock.now(),
+            actor=who.user,
+            action=action,
+            outcome="ok",
+            target=inc.ref,
+            channel=who.channel,
+            transport=who.transport,
+            detail=detail,
+        )
 
     async def declare(self, who: Actor, title: str, severity: str, service: str | None) -> Incident:
         await self._authorize(who, "incident.declare")
@@ -170,11 +244,18 @@ class IncidentService:
             raise ChatOpsError(f"There is no service '{service}'.")
         now = self.clock.now()
         async with self.db.transaction() as session:
-            inc = Incident(title=title, service=service, severity=severity,
-                           status=IncidentStatus.DECLARED, source="declared",
-                           commander=who.user, responders=[who.user],
-                           channel=self.config.channels.incidents, opened_by=who.user,
-                           detected_at=now)
+            inc = Incident(
+                title=title,
+                service=service,
+                severity=severity,
+                status=IncidentStatus.DECLARED,
+                source="declared",
+                commander=who.user,
+                responders=[who.user],
+                channel=self.config.channels.incidents,
+                opened_by=who.user,
+                detected_at=now,
+            )
             await self.open(session, inc, actor=who.user, how=f"declared by <@{who.user}>")
             await self._audit(session, who, "incident.declare", inc, severity=severity)
         return inc
@@ -185,8 +266,13 @@ class IncidentService:
             if inc.status not in (IncidentStatus.TRIGGERED, IncidentStatus.DECLARED):
                 raise ChatOpsError(f"{inc.ref} is {inc.status}; nothing to acknowledge.")
             _add_responder(inc, who.user)
-            await self.set_status(session, inc, IncidentStatus.ACKNOWLEDGED,
-                                  f"acknowledged by <@{who.user}>", actor=who.user)
+            await self.set_status(
+                session,
+                inc,
+                IncidentStatus.ACKNOWLEDGED,
+                f"acknowledged by <@{who.user}>",
+                actor=who.user,
+            )
             await self._audit(session, who, "incident.ack", inc)
         return inc
 
@@ -198,15 +284,26 @@ class IncidentService:
                 raise ChatOpsError(f"{inc.ref} is already {severity}.")
             previous, inc.severity = inc.severity, severity
             session.add(inc)
-            await self.timeline(session, inc, "severity", f"{previous} → {severity}",
-                                actor=who.user)
+            await self.timeline(
+                session, inc, "severity", f"{previous} → {severity}", actor=who.user
+            )
             await self.note(session, inc, f"Severity {previous} → {severity} by <@{who.user}>")
             await self.refresh(session, inc)
-            await self.events.emit(session, IncidentChanged(
-                inc.id or 0, "severity", inc.status, severity, previous, who.user,
-                self.clock.now()))
-            await self._audit(session, who, "incident.severity", inc, previous=previous,
-                              severity=severity)
+            await self.events.emit(
+                session,
+                IncidentChanged(
+                    inc.id or 0,
+                    "severity",
+                    inc.status,
+                    severity,
+                    previous,
+                    who.user,
+                    self.clock.now(),
+                ),
+            )
+            await self._audit(
+                session, who, "incident.severity", inc, previous=previous, severity=severity
+            )
         return inc
 
     async def set_commander(self, who: Actor, ref: int, user: str) -> Incident:
@@ -215,12 +312,18 @@ class IncidentService:
             previous, inc.commander = inc.commander, user
             _add_responder(inc, user)
             session.add(inc)
-            await self.timeline(session, inc, "commander", f"<@{user}> is commander"
-                                + (f" (was <@{previous}>)" if previous else ""), actor=who.user)
+            await self.timeline(
+                session,
+                inc,
+                "commander",
+                f"<@{user}> is commander" + (f" (was <@{previous}>)" if previous else ""),
+                actor=who.user,
+            )
             await self.note(session, inc, f":crown: <@{user}> is now the incident commander.")
             await self.refresh(session, inc)
-            await self._audit(session, who, "incident.commander", inc, commander=user,
-                              previous=previous)
+            await self._audit(
+                session, who, "incident.commander", inc, commander=user, previous=previous
+            )
         return inc
 
     async def post_update(self, who: Actor, ref: int, text: str) -> Incident:
@@ -229,9 +332,13 @@ class IncidentService:
             _add_responder(inc, who.user)
             session.add(inc)
             await self.timeline(session, inc, "update", text, actor=who.user)
-            await self.outbox.post(session, "", Message(
-                text=f":memo: Status update from <@{who.user}>: {text}"), thread_key=inc.ref,
-                broadcast=True)
+            await self.outbox.post(
+                session,
+                "",
+                Message(text=f":memo: Status update from <@{who.user}>: {text}"),
+                thread_key=inc.ref,
+                broadcast=True,
+            )
             await self._audit(session, who, "incident.update", inc)
         return inc
 
@@ -240,8 +347,13 @@ class IncidentService:
             await self._authorize(who, "incident.mitigate", inc)
             if inc.status in (IncidentStatus.MITIGATED, IncidentStatus.RESOLVED):
                 raise ChatOpsError(f"{inc.ref} is already {inc.status}.")
-            await self.set_status(session, inc, IncidentStatus.MITIGATED,
-                                  f"mitigated by <@{who.user}>", actor=who.user)
+            await self.set_status(
+                session,
+                inc,
+                IncidentStatus.MITIGATED,
+                f"mitigated by <@{who.user}>",
+                actor=who.user,
+            )
             await self._audit(session, who, "incident.mitigate", inc)
         return inc
 
@@ -252,28 +364,50 @@ class IncidentService:
                 raise ChatOpsError(f"{inc.ref} is already resolved.")
             if summary:
                 inc.summary = summary
-            await self.set_status(session, inc, IncidentStatus.RESOLVED,
-                                  f"resolved by <@{who.user}>" + (f": {summary}" if summary
-                                                                  else ""), actor=who.user)
+            await self.set_status(
+                session,
+                inc,
+                IncidentStatus.RESOLVED,
+                f"resolved by <@{who.user}>" + (f": {summary}" if summary else ""),
+                actor=who.user,
+            )
             await self._audit(session, who, "incident.resolve", inc, summary=summary)
         return inc
 
     async def on_deploy(self, session: AsyncSession, event: DeployFinished) -> None:
         """Deploys and rollbacks of a service show up in its open incidents."""
-        rows = (await session.exec(select(Incident).where(
-            Incident.service == event.service, col(Incident.status).in_(OPEN_STATUSES)))).all()
+        rows = (
+            await session.exec(
+                select(Incident).where(
+                    Incident.service == event.service, col(Incident.status).in_(OPEN_STATUSES)
+                )
+            )
+        ).all()
         what = "Rollback" if event.kind == "rollback" else "Deploy"
-        text = (f"{what} #{event.deployment_id} of {event.service} {event.version} in "
-                f"{event.environment}: {event.outcome} (by <@{event.actor}>)")
+        text = (
+            f"{what} #{event.deployment_id} of {event.service} {event.version} in "
+            f"{event.environment}: {event.outcome} (by <@{event.actor}>)"
+        )
         for inc in rows:
-            await self.timeline(session, inc, "deploy", text, actor=event.actor,
-                                data={"deployment": event.deployment_id, "kind": event.kind,
-                                      "outcome": event.outcome, "version": event.version},
-                                at=event.at)
+            await self.timeline(
+                session,
+                inc,
+                "deploy",
+                text,
+                actor=event.actor,
+                data={
+                    "deployment": event.deployment_id,
+                    "kind": event.kind,
+                    "outcome": event.outcome,
+                    "version": event.version,
+                },
+                at=event.at,
+            )
             await self.note(session, inc, f":rocket: {text}")
 
-    async def pin(self, session: AsyncSession, inc: Incident, *, user: str, text: str,
-                  ts: str) -> None:
+    async def pin(
+        self, session: AsyncSession, inc: Incident, *, user: str, text: str, ts: str
+    ) -> None:
         await self.timeline(session, inc, "pin", text[:2000], actor=user, data={"ts": ts})
 
     def _locked(self, ref: int) -> _Locked:
@@ -284,9 +418,13 @@ class IncidentService:
             inc = await session.get(Incident, int(job.payload["id"]), with_for_update=True)
             if inc is not None and inc.status == IncidentStatus.MITIGATED:
                 quiet = self.config.alerts.auto_resolve_after
-                await self.set_status(session, inc, IncidentStatus.RESOLVED,
-                                      f"no alert for {quiet}; resolved automatically",
-                                      actor=None)
+                await self.set_status(
+                    session,
+                    inc,
+                    IncidentStatus.RESOLVED,
+                    f"no alert for {quiet}; resolved automatically",
+                    actor=None,
+                )
             await job.finish(session)
 
 
@@ -328,5 +466,8 @@ def _severity(config: Config, text: str) -> str:
 
 
 def _icon(status: IncidentStatus) -> str:
-    return {IncidentStatus.ACKNOWLEDGED: ":eyes:", IncidentStatus.MITIGATED: ":adhesive_bandage:",
-            IncidentStatus.RESOLVED: ":white_check_mark:"}.get(status, ":rotating_light:")
+    return {
+        IncidentStatus.ACKNOWLEDGED: ":eyes:",
+        IncidentStatus.MITIGATED: ":adhesive_bandage:",
+        IncidentStatus.RESOLVED: ":white_check_mark:",
+    }.get(status, ":rotating_light:")

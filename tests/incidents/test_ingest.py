@@ -28,15 +28,23 @@ async def test_a_firing_group_opens_one_incident_with_a_thread(running_bot: Runn
     assert (status, body) == (200, {"status": "stored"})
     await settled(rb)
     [inc] = await incidents(rb)
-    assert (inc.ref, inc.severity, inc.status, inc.service) == ("INC-1", "SEV2", "Triggered",
-                                                                 "checkout")
+    assert (inc.ref, inc.severity, inc.status, inc.service) == (
+        "INC-1",
+        "SEV2",
+        "Triggered",
+        "checkout",
+    )
     assert inc.title == "CheckoutErrors on checkout"
     assert inc.links["runbook"] == "https://runbooks.example.com/checkout-errors"
     assert inc.links["source"].startswith("http://prometheus.example.com")
     [msg] = rb.slack.messages("C0INCIDENTS")
     assert "INC-1 SEV2: CheckoutErrors on checkout" in str(msg.blocks)
-    actions = [e.get("action_id") for b in msg.blocks or [] if b["type"] == "actions"
-               for e in b["elements"]]
+    actions = [
+        e.get("action_id")
+        for b in msg.blocks or []
+        if b["type"] == "actions"
+        for e in b["elements"]
+    ]
     assert actions[:2] == ["incident_ack", "incident_resolve"] and "incident_menu" in actions
     assert len(await alerts(rb)) == 2
 
@@ -96,8 +104,12 @@ async def test_a_group_that_fires_again_after_resolution_is_a_new_incident(
 
 async def test_sev4_only_posts(running_bot: RunningBot) -> None:
     rb = running_bot
-    await post(rb, notification([alert("DiskAlmostFull", severity="info")],
-                                group_key="{}:{alertname=\"DiskAlmostFull\"}"))
+    await post(
+        rb,
+        notification(
+            [alert("DiskAlmostFull", severity="info")], group_key='{}:{alertname="DiskAlmostFull"}'
+        ),
+    )
     await settled(rb)
     assert await incidents(rb) == []
     [msg] = rb.slack.messages("C0INCIDENTS")
@@ -119,8 +131,12 @@ async def test_bad_requests_are_refused_and_nothing_is_stored(running_bot: Runni
     assert len(big) > 1024 * 1024
     assert (await post(rb, None, raw=big))[0] == 413
     # Basic auth with the token as the password works too (Alertmanager's basic_auth).
-    status, _ = await post(rb, {**good, "extra_field_from_a_newer_alertmanager": {"x": 1}},
-                           token=None, basic=("alertmanager", "test-webhook-token"))
+    status, _ = await post(
+        rb,
+        {**good, "extra_field_from_a_newer_alertmanager": {"x": 1}},
+        token=None,
+        basic=("alertmanager", "test-webhook-token"),
+    )
     assert status == 200
     await settled(rb)
     async with rb.bot.db.transaction() as s:
