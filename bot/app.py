@@ -32,6 +32,7 @@ from bot.core.registry import CommandRegistry
 from bot.core.scheduler import Scheduler
 from bot.core.settings import Settings
 from bot.deploys.ports import Cluster, ClusterProvider, MetricsSource, SourceControl
+from integrations.slack import SlackPoster
 
 log = logging.getLogger("chatops.app")
 
@@ -111,6 +112,7 @@ class BotApp:
         self.outbox_rate = outbox_rate
         self.outbox_burst = outbox_burst
         self.sender: OutboxSender | None = None
+        self.slack_poster: SlackPoster | None = None  # set when a Slack token is configured
         self._on_stop: list[Callable[[], object]] = []
         self._started = False
         self._register_families()

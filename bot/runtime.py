@@ -57,6 +57,7 @@ def build_runtime(bot: BotApp, *, deliverer: Deliverer | None = None) -> Runtime
     token = s.slack_bot_token.get_secret_value() if s.slack_bot_token else None
     if token:
         poster = SlackPoster(token, s.slack_api_url)
+        bot.slack_poster = poster
         bot.authorizer.groups = SlackGroupDirectory(poster)
     if deliverer is None:
         if token:

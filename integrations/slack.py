@@ -118,6 +118,16 @@ class SlackPoster:
                 return str(message["ts"])
         return None
 
+    async def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """One message by its ts (thread replies too), or None."""
+        # Replies always start with the thread's parent, then come from `oldest`.
+        data = await self.call(self.client.conversations_replies(
+            channel=channel, ts=ts, oldest=ts, inclusive=True, limit=2))
+        for message in data.get("messages", []):
+            if message.get("ts") == ts:
+                return dict(message)
+        return None
+
     async def usergroup_members(self, group_id: str) -> list[str]:
         data = await self.call(self.client.usergroups_users_list(usergroup=group_id))
         return [str(u) for u in data.get("users", [])]

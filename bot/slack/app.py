@@ -81,7 +81,48 @@ def build_bolt_app(bot: BotApp) -> AsyncApp:
                                      thread_ts=actx.thread_ts)
                 await bot.send_reply(ctx, reply)
 
+    @app.event("reaction_added")
+    async def on_reaction(event: dict[str, Any], body: dict[str, Any]) -> None:
+        if event.get("reaction") != "pushpin" or (event.get("item") or {}).get("type") != "message":
+            return
+        await pin_to_timeline(bot, event, str(body.get("event_id", "")))
+
     return app
+
+
+async def pin_to_timeline(bot: BotApp, event: dict[str, Any], event_id: str) -> None:
+    """A :pushpin: on a message in an incident's thread adds it to the timeline."""
+    from sqlalchemy.exc import IntegrityError
+    from sqlmodel import select
+
+    from bot.core.models import InboundReceipt, OutboxMessage
+    from bot.incidents.models import Incident
+
+    item = event["item"]
+    channel, ts = str(item.get("channel", "")), str(item.get("ts", ""))
+    if bot.slack_poster is None:
+        return
+    message = await bot.slack_poster.message(channel, ts)
+    if message is None:
+        return
+    parent_ts = str(message.get("thread_ts") or ts)
+    async with bot.db.transaction() as session:
+        # Slack retries events it thinks were not received; handle each once.
+        try:
+            async with session.begin_nested():
+                session.add(InboundReceipt(key=f"event:{event_id}", received_at=bot.clock.now()))
+        except IntegrityError:
+            return
+        home = (await session.exec(select(OutboxMessage).where(
+            OutboxMessage.channel == channel, OutboxMessage.ts == parent_ts,
+            OutboxMessage.kind == "post"))).first()
+        if home is None or not (home.key or "").startswith("INC-"):
+            return
+        inc = await session.get(Incident, int((home.key or "INC-0")[4:]))
+        if inc is None:
+            return
+        await bot.incidents.pin(session, inc, user=str(event.get("user", "")),
+                                text=str(message.get("text", "")), ts=ts)
 
 
 def http_handler(bolt: AsyncApp) -> Handler:
