@@ -52,6 +52,44 @@ else
   problems=$((problems + 1))
 fi
 
+# Real Prometheus and Alertmanager drive the alerting tests (tests/fakes/alerting.py
+# starts them on free ports). The packages' maintainer scripts would start daemons
+# on 9090/9093; a policy-rc.d that answers 101 ("action forbidden") keeps them off.
+if ! have prometheus || ! have prometheus-alertmanager; then
+  echo "test-services: installing prometheus and prometheus-alertmanager"
+  policy=/usr/sbin/policy-rc.d
+  had_policy=0
+  if [ -e "$policy" ]; then had_policy=1; fi
+  if [ "$had_policy" = 0 ]; then
+    trap 'as_root rm -f "$policy"' EXIT  # never leave it behind, even when interrupted
+    printf '#!/bin/sh\nexit 101\n' | as_root tee "$policy" >/dev/null && as_root chmod 755 "$policy"
+  fi
+  # Without recommends: prometheus recommends node-exporter (and smartmontools, ipmitool...).
+  apt_install --no-install-recommends prometheus prometheus-alertmanager || true
+  if [ "$had_policy" = 0 ]; then as_root rm -f "$policy"; trap - EXIT; fi
+  # Belt and braces: stop (and keep from booting) any daemon the packages we just
+  # installed managed to start anyway; the tests start their own on free ports.
+  for svc in prometheus prometheus-alertmanager; do
+    if have systemctl && [ -d /run/systemd/system ]; then
+      as_root systemctl disable --now "$svc" >/dev/null 2>&1 || true
+    elif [ -x "/etc/init.d/$svc" ]; then
+      as_root "/etc/init.d/$svc" stop >/dev/null 2>&1 || true
+    fi
+  done
+fi
+if have prometheus; then
+  echo "test-services: prometheus $(prometheus --version 2>&1 | head -n 1 | awk '{print $3}')"
+else
+  echo "test-services: prometheus is NOT installed" >&2
+  problems=$((problems + 1))
+fi
+if have prometheus-alertmanager; then
+  echo "test-services: prometheus-alertmanager $(prometheus-alertmanager --version 2>&1 | head -n 1 | awk '{print $3}')"
+else
+  echo "test-services: prometheus-alertmanager is NOT installed" >&2
+  problems=$((problems + 1))
+fi
+
 if [ "$problems" -gt 0 ] && [ "${CI:-}" = "true" ]; then
   echo "test-services: required services are missing under CI=true" >&2
   exit 1

@@ -3,6 +3,8 @@ events fill the timeline, and the JSON API says the same thing."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import aiohttp
 from sqlmodel import select
 
@@ -20,7 +22,7 @@ async def say(rb: RunningBot, text: str, user: str = "UALICE") -> str:
     return str(call.body["text"])
 
 
-async def api(rb: RunningBot, path: str, token: str | None = TOKEN) -> tuple[int, dict]:
+async def api(rb: RunningBot, path: str, token: str | None = TOKEN) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     async with aiohttp.ClientSession() as http, http.get(rb.url + path, headers=headers) as r:
         return r.status, await r.json()
