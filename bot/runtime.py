@@ -58,6 +58,7 @@ def build_runtime(bot: BotApp, *, deliverer: Deliverer | None = None) -> Runtime
     if token:
         poster = SlackPoster(token, s.slack_api_url)
         bot.slack_poster = poster
+        bot.incidents.channels = poster
         bot.authorizer.groups = SlackGroupDirectory(poster)
     if deliverer is None:
         if token:

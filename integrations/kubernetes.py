@@ -111,15 +111,19 @@ class KubeClient:
         try:
             return await asyncio.to_thread(blocking)
         except ApiException as exc:
-            raise _from_api_exception(exc) from None
+            error = _from_api_exception(exc)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             # MaxRetryError only wraps what went wrong on the last attempt.
             cause = getattr(exc, "reason", None) or exc
-            raise KubeError(None, "Unavailable", f"cannot reach the API server: "
-                            f"{type(cause).__name__}: {cause}") from exc
+            error = KubeError(None, "Unavailable", f"cannot reach the API server: "
+                              f"{type(cause).__name__}: {cause}")
         except (ValidationError, OpenApiException) as exc:
             # The client validates bodies against its models before sending.
-            raise KubeError(None, "Invalid", str(exc)) from None
+            error = KubeError(None, "Invalid", str(exc))
+        # Raised outside the handlers so no __context__ links it to the client's
+        # exception, whose traceback holds the worker thread's frames (and with them
+        # the HTTP response) for as long as a caller keeps the error.
+        raise error
 
     async def _object(self, call: Callable[..., Any], *args: Any, **kwargs: Any) -> KubeObject:
         raw = await self._raw(call, *args, **kwargs)

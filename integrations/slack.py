@@ -128,6 +128,29 @@ class SlackPoster:
                 return dict(message)
         return None
 
+    async def create_channel(self, name: str) -> str:
+        """Create a public channel (or find ours from an earlier try); its id."""
+        try:
+            data = await self.call(self.client.conversations_create(name=name))
+        except SlackCallError as exc:
+            if exc.error != "name_taken":
+                raise
+            found = await self.call(self.client.conversations_list(
+                exclude_archived=True, limit=1000, types="public_channel"))
+            for channel in found.get("channels", []):
+                if channel.get("name") == name:
+                    return str(channel["id"])
+            raise
+        return str(data["channel"]["id"])
+
+    async def invite(self, channel: str, users: list[str]) -> None:
+        try:
+            await self.call(self.client.conversations_invite(channel=channel,
+                                                             users=",".join(users)))
+        except SlackCallError as exc:
+            if exc.error != "already_in_channel":
+                raise
+
     async def usergroup_members(self, group_id: str) -> list[str]:
         data = await self.call(self.client.usergroups_users_list(usergroup=group_id))
         return [str(u) for u in data.get("users", [])]

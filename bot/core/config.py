@@ -317,6 +317,7 @@ def cross_reference_errors(raw: Any) -> list[tuple[Loc, str]]:
         if isinstance(default, str) and isinstance(svc_envs, list) and default not in svc_envs:
             errors.append((("services", i, "default_environment"),
                            f"'{default}' is not one of this service's environments"))
+    errors.extend(_alert_reference_errors(raw, services))
     rbac = raw.get("rbac")
     grants = rbac.get("grants") if isinstance(rbac, dict) else None
     for i, grant in enumerate(grants if isinstance(grants, list) else []):
@@ -325,6 +326,38 @@ def cross_reference_errors(raw: Any) -> list[tuple[Loc, str]]:
             if env_names is not None and env != "*" and env not in env_names:
                 errors.append((("rbac", "grants", i, "environments", j),
                                _unknown_env(str(env), env_names)))
+    return errors
+
+
+def _alert_reference_errors(raw: dict[str, Any], services: Any) -> list[tuple[Loc, str]]:
+    alerts = raw.get("alerts")
+    if not isinstance(alerts, dict):
+        return []
+    errors: list[tuple[Loc, str]] = []
+    sevs = raw.get("severities")
+    known_sevs = ({s.get("name") for s in sevs if isinstance(s, dict)} if isinstance(sevs, list)
+                  else {s.name for s in DEFAULT_SEVERITIES})
+    known_services = {s.get("name") for s in services if isinstance(s, dict)} \
+        if isinstance(services, list) else set()
+
+    def check_sev(loc: Loc, value: Any) -> None:
+        if isinstance(value, str) and value not in known_sevs:
+            errors.append((loc, f"unknown severity '{value}' (known: "
+                                f"{', '.join(sorted(str(s) for s in known_sevs))})"))
+
+    severity_map = alerts.get("severity_map")
+    for label, sev in (severity_map.items() if isinstance(severity_map, dict) else []):
+        check_sev(("alerts", "severity_map", str(label)), sev)
+    check_sev(("alerts", "default_severity"), alerts.get("default_severity"))
+    for i, sev in enumerate(alerts.get("incident_severities") or []):
+        check_sev(("alerts", "incident_severities", i), sev)
+    for i, route in enumerate(alerts.get("routes") or []):
+        if not isinstance(route, dict):
+            continue
+        check_sev(("alerts", "routes", i, "severity"), route.get("severity"))
+        service = route.get("service")
+        if isinstance(service, str) and service not in known_services:
+            errors.append((("alerts", "routes", i, "service"), f"unknown service '{service}'"))
     return errors
 
 

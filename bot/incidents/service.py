@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -27,6 +27,7 @@ from bot.incidents.models import OPEN_STATUSES, Alert, Incident, IncidentEvent, 
 from bot.incidents.render import render_incident
 
 AUTO_RESOLVE = "incident.auto_resolve"
+OPEN_CHANNEL = "incident.open_channel"
 _ORDER = [
     IncidentStatus.DECLARED,
     IncidentStatus.TRIGGERED,
@@ -34,6 +35,12 @@ _ORDER = [
     IncidentStatus.MITIGATED,
     IncidentStatus.RESOLVED,
 ]
+
+
+class ChannelMaker(Protocol):
+    async def create_channel(self, name: str) -> str: ...
+
+    async def invite(self, channel: str, users: list[str]) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,8 @@ class IncidentService:
         self.db, self.clock, self.config, self.outbox = db, clock, config, outbox
         self.scheduler, self.auth, self.events = scheduler, auth, events
         scheduler.handler(AUTO_RESOLVE)(self._auto_resolve)
+        scheduler.handler(OPEN_CHANNEL)(self._open_channel)
+        self.channels: ChannelMaker | None = None  # Slack, when it is configured
 
     # -- shared pieces ------------------------------------------------------------
 
@@ -129,6 +138,10 @@ class IncidentService:
                 inc.id or 0, "opened", inc.status, inc.severity, None, actor, self.clock.now()
             ),
         )
+        if self.config.alerts.dedicated_channels:
+            await self.scheduler.schedule(
+                session, OPEN_CHANNEL, {"id": inc.id}, key=f"channel-{inc.id}"
+            )
 
     async def set_status(
         self,
@@ -412,6 +425,31 @@ class IncidentService:
 
     def _locked(self, ref: int) -> _Locked:
         return _Locked(self, ref)
+
+    async def _open_channel(self, job: Any) -> None:
+        """A channel of its own for the incident, with its people invited.
+        Retried by the scheduler if Slack fails; idempotent (name_taken finds it)."""
+        async with self.db.transaction() as session:
+            inc = await session.get(Incident, int(job.payload["id"]))
+        if inc is None or self.channels is None or inc.dedicated_channel:
+            return
+        slug = "".join(c if c.isalnum() else "-" for c in inc.title.lower()).strip("-")
+        name = f"inc-{inc.id}-{slug}"[:80].rstrip("-")
+        channel = await self.channels.create_channel(name)
+        people = sorted({*inc.responders, *([inc.commander] if inc.commander else [])})
+        if people:
+            await self.channels.invite(channel, people)
+        async with job.transaction() as session:
+            row = await session.get(Incident, inc.id, with_for_update=True)
+            if row is not None:
+                row.dedicated_channel = channel
+                session.add(row)
+                await self.timeline(session, row, "channel", f"channel <#{channel}> opened")
+                await self.note(session, row, f"Working channel: <#{channel}>")
+                await self.outbox.post(session, channel, Message(
+                    text=f"This channel is for {row.ref} ({row.severity}): {row.title}. "
+                         f"Commands here apply to {row.ref}."))
+            await job.finish(session)
 
     async def _auto_resolve(self, job: Any) -> None:
         async with job.transaction() as session:

@@ -106,3 +106,25 @@ def test_check_config_command(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT, check=False)
     assert good.returncode == 0
     assert good.stdout.strip().endswith("OK — 3 services, 2 environments, 3 RBAC grants")
+
+
+def test_alert_routing_must_name_known_services_and_severities() -> None:
+    text = """\
+environments: [{name: staging}]
+services:
+  - {name: cart, image: x, environments: [staging]}
+alerts:
+  severity_map: {critical: SEV7}
+  routes:
+    - match: {team: payments}
+      service: payments
+      severity: SEV2
+    - match: {job: "~(unclosed"}
+"""
+    assert errors_of(text) == [
+        "chatops.yaml:5: alerts.severity_map.critical: unknown severity 'SEV7' "
+        "(known: SEV1, SEV2, SEV3, SEV4)",
+        "chatops.yaml:8: alerts.routes[0].service: unknown service 'payments'",
+        "chatops.yaml:10: alerts.routes[1]: match.job: bad regular expression: "
+        "missing ), unterminated subpattern at position 0",
+    ]
