@@ -98,12 +98,25 @@ class AlertIngest:
             if note is None or note.processed_at is not None:
                 await job.finish(session)
                 return
-            payload = WebhookPayload.model_validate(note.payload)
-            group = await self._lock_group(session, payload)
-            await self._apply(session, group, payload)
-            note.processed_at = self.clock.now()
-            group.last_notification_at = note.received_at
-            session.add_all([note, group])
+            group = await self._lock_group(session, WebhookPayload.model_validate(note.payload))
+            # Each notification is a snapshot of its group: apply them in the
+            # order they arrived, or an older snapshot could undo a newer one
+            # (an alert resolved, then "firing" again from a stale delivery).
+            # Whoever holds the group's lock applies every pending one up to its own.
+            pending = (await session.exec(
+                select(AlertNotification)
+                .where(AlertNotification.receiver == note.receiver,
+                       AlertNotification.group_key == note.group_key,
+                       col(AlertNotification.processed_at).is_(None),
+                       col(AlertNotification.id) <= note.id)
+                .order_by(col(AlertNotification.id)))).all()
+            for earlier in pending:
+                await self._apply(session, group, WebhookPayload.model_validate(earlier.payload))
+                earlier.processed_at = self.clock.now()
+                group.last_notification_at = earlier.received_at
+                session.add(earlier)
+                await session.flush()
+            session.add(group)
             await job.finish(session)
 
     async def _lock_group(self, session: AsyncSession, payload: WebhookPayload) -> AlertGroup:

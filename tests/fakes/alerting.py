@@ -17,6 +17,10 @@ data, configuration and log in a temporary directory that is removed on exit, an
 with HA gossip off. Timings are tuned for tests: Alertmanager flushes a group at once
 (group_wait 0s) and re-flushes changes every second; Prometheus scrapes and evaluates
 every second and re-sends firing alerts every second.
+
+group_wait 0s means a new group is sent as soon as its first alert is in, possibly
+before the other alerts of the same POST are: expect 1 alert now and the rest one
+group_interval later, or pass group_wait="250ms" to get them in one notification.
 """
 
 from __future__ import annotations

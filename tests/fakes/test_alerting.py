@@ -109,7 +109,10 @@ def checkout_alerts(n: int) -> list[dict[str, Any]]:
 
 async def test_alertmanager_groups_notifies_and_resolves(sink: WebhookSink) -> None:
     require_binaries(prometheus=False)
-    async with Alertmanager(sink.url, token=TOKEN) as am:
+    # With group_wait 0s the group is flushed as soon as its first alert is in, which can
+    # be before the rest of the same POST is: 1 alert now, the others a group_interval
+    # later. A short group_wait makes "3 alerts in one POST → one notification" reliable.
+    async with Alertmanager(sink.url, token=TOKEN, group_wait="250ms") as am:
         posted = time.monotonic()
         await am.post_alerts(checkout_alerts(3))
         firing = await sink.wait(status_is("firing"), 5, logs=am.logs)

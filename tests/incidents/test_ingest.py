@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlmodel import select
 
-from bot.core.models import AuditEntry
+from bot.core.models import AuditEntry, Job
+from bot.incidents.ingest import PROCESS
 from bot.incidents.models import AlertNotification
 from tests.conftest import RunningBot
 from tests.incidents.conftest import (
@@ -142,3 +143,29 @@ async def test_bad_requests_are_refused_and_nothing_is_stored(running_bot: Runni
     async with rb.bot.db.transaction() as s:
         assert len((await s.exec(select(AlertNotification))).all()) == 1
         assert (await s.exec(select(AuditEntry))).all() == []
+
+
+async def test_notifications_of_a_group_apply_in_the_order_they_arrived(
+    running_bot: RunningBot,
+) -> None:
+    """A stale snapshot processed late must not undo a newer one."""
+    rb = running_bot
+    a, b = alert(), alert(instance="b")
+    await rb.bot.scheduler.stop()  # hold processing while three snapshots arrive
+    for body in (notification([a, b]),
+                 notification([{**a, "status": "resolved"}, b]),
+                 notification([{**a, "status": "resolved"}, {**b, "status": "resolved"}])):
+        assert (await post(rb, body))[0] == 200
+    # Run the newest notification's job first: it must apply all three in order.
+    async with rb.bot.db.transaction() as s:
+        jobs = (await s.exec(select(Job).where(Job.kind == PROCESS))).all()
+        for job in jobs:
+            job.due_at = rb.bot.clock.now() + timedelta(hours=1)
+            s.add(job)
+        newest = max(jobs, key=lambda j: j.id or 0)
+        newest.due_at = rb.bot.clock.now()
+    rb.bot.scheduler.start()
+    await settled(rb)
+    [inc] = await incidents(rb)
+    assert inc.status == "Mitigated"
+    assert {x.status for x in await alerts(rb)} == {"resolved"}
