@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bot.core.audit import Actor
 from bot.core.chat import ActionContext, CommandContext, Reply, Section, reply
 from bot.core.errors import ChatOpsError
 from bot.core.grammar import Parsed
 from bot.deploys.operations import DeployOperations
-from bot.deploys.service import DeployService, Who, plan_text
+from bot.deploys.service import DeployService, plan_text
 
 if TYPE_CHECKING:
     from bot.app import BotApp
@@ -16,8 +17,8 @@ if TYPE_CHECKING:
 STRATEGY = "strategy=<strategy:rolling|canary|bluegreen>"
 
 
-def _who(ctx: CommandContext | ActionContext) -> Who:
-    return Who(ctx.user_id, ctx.channel_id, ctx.transport)
+def _who(ctx: CommandContext | ActionContext) -> Actor:
+    return Actor(ctx.user_id, ctx.channel_id, ctx.transport)
 
 
 def _id(value: str) -> int:

@@ -9,11 +9,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
+from bot.core.audit import Actor
 from bot.core.chat import ActionContext, CommandContext, Reply, Section, reply
 from bot.core.errors import ChatOpsError
 from bot.core.grammar import Parsed
 from bot.incidents.render import render_timeline
-from bot.incidents.service import Actor, IncidentService, parse_ref
+from bot.incidents.service import IncidentService, parse_ref
 
 if TYPE_CHECKING:
     from bot.app import BotApp

@@ -8,6 +8,7 @@ from datetime import timedelta
 from sqlmodel import col, select
 
 from bot.core import audit
+from bot.core.audit import Actor
 from bot.core.chat import Message
 from bot.core.config import Role
 from bot.core.durations import format_duration
@@ -15,7 +16,7 @@ from bot.core.errors import ChatOpsError, Refused
 from bot.core.events import ServiceScaled
 from bot.deploys.models import DeployLock, Deployment, DesiredState, ScaleEvent
 from bot.deploys.rollout import image_of, rollout_status
-from bot.deploys.service import DeployService, Who
+from bot.deploys.service import DeployService
 from bot.deploys.strategies import image_patch
 
 
@@ -41,7 +42,7 @@ class DeployOperations:
 
     # -- scale -------------------------------------------------------------------
 
-    async def scale(self, who: Who, service: str, replicas: int, env_name: str | None) -> str:
+    async def scale(self, who: Actor, service: str, replicas: int, env_name: str | None) -> str:
         svc = self.deploys.service(service, "scale")
         env = self.deploys.environment(svc, env_name, "scale")
         await self.deploys.auth.require(
@@ -123,16 +124,13 @@ class DeployOperations:
                 f"{previous} → {replicas}"
             )
             await self.engine.outbox.post(session, self.config.channels.deploys, Message(text=text))
-            await audit.record(
+            await audit.by(
                 session,
+                who,
                 at=now,
-                actor=who.user,
                 action="scale",
-                outcome="ok",
                 target=svc.name,
                 environment=env.name,
-                channel=who.channel,
-                transport=who.transport,
                 detail={"replicas": replicas, "previous": previous},
             )
             await self.engine.events.emit(
@@ -142,7 +140,7 @@ class DeployOperations:
 
     # -- locks ---------------------------------------------------------------------
 
-    async def lock(self, who: Who, service: str, env_name: str, reason: str, force: bool) -> str:
+    async def lock(self, who: Actor, service: str, env_name: str, reason: str, force: bool) -> str:
         svc = self.deploys.service(service, "lock")
         env = self.deploys.environment(svc, env_name, "lock")
         await self.deploys.auth.require(
@@ -185,21 +183,18 @@ class DeployOperations:
                     text=f":lock: <@{who.user}> locked {svc.name} in {env.name}{taken}: {reason}"
                 ),
             )
-            await audit.record(
+            await audit.by(
                 session,
+                who,
                 at=now,
-                actor=who.user,
                 action="lock.force" if taken else "lock",
-                outcome="ok",
                 target=svc.name,
                 environment=env.name,
-                channel=who.channel,
-                transport=who.transport,
                 detail={"reason": reason, "previous_owner": existing.owner if existing else None},
             )
         return f"Locked {svc.name} in {env.name}: {reason}{taken}"
 
-    async def unlock(self, who: Who, service: str, env_name: str) -> str:
+    async def unlock(self, who: Actor, service: str, env_name: str) -> str:
         svc = self.deploys.service(service, "unlock")
         env = self.deploys.environment(svc, env_name, "unlock")
         now = self.clock.now()
@@ -219,16 +214,13 @@ class DeployOperations:
                 self.config.channels.deploys,
                 Message(text=f":unlock: <@{who.user}> unlocked {svc.name} in {env.name}"),
             )
-            await audit.record(
+            await audit.by(
                 session,
+                who,
                 at=now,
-                actor=who.user,
                 action="unlock",
-                outcome="ok",
                 target=svc.name,
                 environment=env.name,
-                channel=who.channel,
-                transport=who.transport,
                 detail={"owner": lock.owner, "reason": lock.reason},
             )
         return f"Unlocked {svc.name} in {env.name} (was: {lock.reason})."
@@ -313,7 +305,7 @@ class DeployOperations:
             out.append(Drift(desired.service, desired.environment, workload, diffs, desired))
         return out
 
-    async def fix_drift(self, who: Who, service: str | None, env: str | None) -> list[str]:
+    async def fix_drift(self, who: Actor, service: str | None, env: str | None) -> list[str]:
         fixed = []
         for drift in await self.drift(service, env):
             if not drift.differences:
@@ -335,16 +327,13 @@ class DeployOperations:
             if drift.desired.replicas is not None:
                 await cluster.scale_deployment(ns, drift.workload, drift.desired.replicas)
             async with self.db.transaction() as session:
-                await audit.record(
+                await audit.by(
                     session,
+                    who,
                     at=self.clock.now(),
-                    actor=who.user,
                     action="drift.fix",
-                    outcome="ok",
                     target=svc.name,
                     environment=drift.environment,
-                    channel=who.channel,
-                    transport=who.transport,
                     detail={"fixed": drift.differences},
                 )
             fixed.append(f"{svc.name} in {drift.environment}: " + "; ".join(drift.differences))

@@ -13,6 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import audit
+from bot.core.audit import Actor
 from bot.core.chat import Message
 from bot.core.config import Environment, Role, Service
 from bot.core.durations import format_duration
@@ -32,13 +33,6 @@ _IN_FLIGHT = (
     DeployState.PAUSED,
     DeployState.REQUESTED,
 )
-
-
-@dataclass(frozen=True)
-class Who:
-    user: str
-    channel: str
-    transport: str
 
 
 @dataclass
@@ -114,7 +108,7 @@ class DeployService:
 
     async def request(
         self,
-        who: Who,
+        who: Actor,
         service: str,
         version: str,
         env_name: str | None,
@@ -196,7 +190,7 @@ class DeployService:
         plan.deployment_id = d.id
         return plan
 
-    async def _announce(self, session: AsyncSession, d: Deployment, plan: Plan, who: Who) -> None:
+    async def _announce(self, session: AsyncSession, d: Deployment, plan: Plan, who: Actor) -> None:
         engine = self.engine
         await engine.outbox.post(
             session, self.config.channels.deploys, engine.message(d), key=d.key
@@ -215,16 +209,13 @@ class DeployService:
                 f"<@{who.user}> must press Approve."
             )
         await engine.note(session, d, "\n".join(lines))
-        await audit.record(
+        await audit.by(
             session,
+            who,
             at=d.created_at,
-            actor=who.user,
             action="deploy",
-            outcome="ok",
             target=d.service,
             environment=d.environment,
-            channel=who.channel,
-            transport=who.transport,
             detail={
                 "deployment": d.id,
                 "version": d.version,
@@ -244,7 +235,7 @@ class DeployService:
             await engine.schedule_tick(session, d)
 
     async def _check_freeze(
-        self, who: Who, svc: Service, env: Environment, force: bool, reason: str | None
+        self, who: Actor, svc: Service, env: Environment, force: bool, reason: str | None
     ) -> str | None:
         frozen = active_freeze(self.config, env.name, self.clock.now())
         if frozen is None:
@@ -274,7 +265,7 @@ class DeployService:
         return f"{reason} (during {window.name}, by <@{who.user}>)"
 
     async def _check_lock(
-        self, session: AsyncSession, who: Who, svc: Service, env: str, action: str
+        self, session: AsyncSession, who: Actor, svc: Service, env: str, action: str
     ) -> None:
         lock = await session.get(DeployLock, (svc.name, env))
         if lock is not None and lock.owner != who.user:
@@ -357,7 +348,7 @@ class DeployService:
 
     # -- people deciding --------------------------------------------------------
 
-    async def approve(self, who: Who, deployment_id: int) -> Deployment:
+    async def approve(self, who: Actor, deployment_id: int) -> Deployment:
         d = await self.get(deployment_id)
         if d.deploy_state != DeployState.AWAITING_APPROVAL:
             raise ChatOpsError(f"Deploy #{d.id} is {d.state}; there is nothing to approve.")
@@ -390,7 +381,7 @@ class DeployService:
             approved=True,
         )
 
-    async def reject(self, who: Who, deployment_id: int) -> Deployment:
+    async def reject(self, who: Actor, deployment_id: int) -> Deployment:
         d = await self.get(deployment_id)
         if d.deploy_state != DeployState.AWAITING_APPROVAL:
             raise ChatOpsError(f"Deploy #{d.id} is {d.state}; there is nothing to reject.")
@@ -402,7 +393,7 @@ class DeployService:
             who, d, DeployState.REJECTED, f"rejected by <@{who.user}>", "deploy.reject"
         )
 
-    async def promote(self, who: Who, deployment_id: int) -> Deployment:
+    async def promote(self, who: Actor, deployment_id: int) -> Deployment:
         d = await self.get(deployment_id)
         if d.deploy_state != DeployState.PAUSED:
             raise ChatOpsError(f"Deploy #{d.id} is {d.state}, not paused.")
@@ -418,7 +409,7 @@ class DeployService:
             promote=True,
         )
 
-    async def abort(self, who: Who, deployment_id: int) -> Deployment:
+    async def abort(self, who: Actor, deployment_id: int) -> Deployment:
         d = await self.get(deployment_id)
         if d.deploy_state not in _IN_FLIGHT:
             raise ChatOpsError(f"Deploy #{d.id} is {d.state}; there is nothing to abort.")
@@ -431,7 +422,7 @@ class DeployService:
 
     async def _decide(
         self,
-        who: Who,
+        who: Actor,
         d: Deployment,
         state: DeployState,
         reason: str,
@@ -457,16 +448,13 @@ class DeployService:
             await self.engine.outbox.update(session, row.key, self.engine.message(row))
             if not state.terminal:
                 await self.engine.schedule_tick(session, row)
-            await audit.record(
+            await audit.by(
                 session,
+                who,
                 at=self.clock.now(),
-                actor=who.user,
                 action=action,
-                outcome="ok",
                 target=row.service,
                 environment=row.environment,
-                channel=who.channel,
-                transport=who.transport,
                 detail={"deployment": row.id},
             )
             return row
@@ -474,7 +462,7 @@ class DeployService:
     # -- roll back ----------------------------------------------------------------
 
     async def rollback(
-        self, who: Who, service: str, env_name: str | None, to_version: str | None
+        self, who: Actor, service: str, env_name: str | None, to_version: str | None
     ) -> Deployment:
         """The emergency path: no locks, freezes, steps or analysis stand in its way."""
         svc = self.service(service, "rollback")
@@ -561,16 +549,13 @@ class DeployService:
             await self.engine.outbox.post(
                 session, self.config.channels.deploys, self.engine.message(d), key=d.key
             )
-            await audit.record(
+            await audit.by(
                 session,
+                who,
                 at=now,
-                actor=who.user,
                 action="rollback",
-                outcome="ok",
                 target=svc.name,
                 environment=env.name,
-                channel=who.channel,
-                transport=who.transport,
                 detail={
                     "deployment": d.id,
                     "to": target,

@@ -5,7 +5,6 @@ incident's message is edited in place, and it is audited."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -14,6 +13,7 @@ from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.core import audit
+from bot.core.audit import Actor
 from bot.core.chat import Message
 from bot.core.clock import Clock
 from bot.core.config import Config, Role
@@ -41,13 +41,6 @@ class ChannelMaker(Protocol):
     async def create_channel(self, name: str) -> str: ...
 
     async def invite(self, channel: str, users: list[str]) -> None: ...
-
-
-@dataclass(frozen=True)
-class Actor:
-    user: str
-    channel: str | None = None
-    transport: str = "unknown"
 
 
 def parse_ref(text: str) -> int:
@@ -238,16 +231,8 @@ class IncidentService:
     async def _audit(
         self, session: AsyncSession, who: Actor, action: str, inc: Incident, **detail: Any
     ) -> None:
-        await audit.record(
-            session,
-            at=self.clock.now(),
-            actor=who.user,
-            action=action,
-            outcome="ok",
-            target=inc.ref,
-            channel=who.channel,
-            transport=who.transport,
-            detail=detail,
+        await audit.by(
+            session, who, at=self.clock.now(), action=action, target=inc.ref, detail=detail
         )
 
     async def declare(self, who: Actor, title: str, severity: str, service: str | None) -> Incident:
@@ -446,9 +431,14 @@ class IncidentService:
                 session.add(row)
                 await self.timeline(session, row, "channel", f"channel <#{channel}> opened")
                 await self.note(session, row, f"Working channel: <#{channel}>")
-                await self.outbox.post(session, channel, Message(
-                    text=f"This channel is for {row.ref} ({row.severity}): {row.title}. "
-                         f"Commands here apply to {row.ref}."))
+                await self.outbox.post(
+                    session,
+                    channel,
+                    Message(
+                        text=f"This channel is for {row.ref} ({row.severity}): {row.title}. "
+                        f"Commands here apply to {row.ref}."
+                    ),
+                )
             await job.finish(session)
 
     async def _auto_resolve(self, job: Any) -> None:

@@ -126,11 +126,12 @@ async def test_blue_green_switches_only_when_healthy_and_rolls_back_instantly(
 
     while (d := await b.deployment(1)).state not in ("Completed", "RolledBack", "Failed"):
         current = await selector()
-        green = b.cluster.get(DEPLOYMENTS, "shop-staging", "search-green")
         if current == {"app": "search-green"}:
             # Once switched, the green slot was fully available.
+            green = b.cluster.get(DEPLOYMENTS, "shop-staging", "search-green")
             assert green["status"].get("availableReplicas") == green["spec"]["replicas"]
         seen_selectors.append(current)
+        await asyncio.sleep(0.01)
     assert d.state == "Completed"
     assert await selector() == {"app": "search-green"}
     assert {"app": "search"} in seen_selectors  # it waited on the old slot first
