@@ -140,6 +140,9 @@ class DeployService:
             raise ChatOpsError(f"{svc.name} has an analysis gate but PROMETHEUS_URL is not set.")
         image = f"{svc.image}:{svc.deploy.tag.format(version=version)}"
         running = await self._running_image(svc, env, desired.workload if desired else None)
+        if running == image:
+            raise ChatOpsError(f"{svc.name} already runs {version} in {env.name}; "
+                               "nothing to deploy.")
         sha, commit_time, checks = await self._check_source(svc, env, version)
         changelog = await self._changelog(svc, running, version)
         plan = Plan(

@@ -38,6 +38,7 @@ async def test_each_refusal_is_explained_and_audited(deploy_bot: DeployBot) -> N
         ("/deploy", "cart v9 to staging", "UALICE", "v9 does not exist in example-shop/cart."),
         ("/deploy", "cart v4-red to staging", "UALICE", "CI is not green for v4-red"),
         ("/scale", "cart 20 in staging", "UALICE", "cart runs between 2 and 8 replicas"),
+        ("/deploy", "cart v1 to staging", "UALICE", "cart already runs v1 in staging; nothing"),
     ]
     for command, text, user, expected in cases:
         answer = await b.say(command, text, user=user)
