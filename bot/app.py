@@ -153,6 +153,18 @@ class BotApp:
         self.events.subscribe(DeployFinished, self.incidents.on_deploy)
         incident_commands.register(self, self.incidents)
 
+        from bot.core.events import IncidentChanged
+        from bot.paging.escalation import Escalator
+        from bot.paging.pages import Pager
+        from commands import oncall as oncall_commands
+
+        self.escalator = Escalator(
+            db=self.db, clock=self.clock, config=self.config, scheduler=self.scheduler,
+            incidents=self.incidents, pager=Pager(self.config, self.outbox, self.scheduler),
+            groups=self.authorizer.groups, public_url=self.settings.public_url)
+        self.events.subscribe(IncidentChanged, self.escalator.on_incident)
+        oncall_commands.register(self, self.escalator)
+
     def use_deliverer(self, deliverer: Deliverer) -> None:
         """Choose where the outbox delivers (Slack, or the terminal)."""
         self.sender = OutboxSender(

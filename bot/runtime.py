@@ -60,6 +60,7 @@ def build_runtime(bot: BotApp, *, deliverer: Deliverer | None = None) -> Runtime
         bot.slack_poster = poster
         bot.incidents.channels = poster
         bot.authorizer.groups = SlackGroupDirectory(poster)
+        bot.escalator.groups = bot.authorizer.groups
     if deliverer is None:
         if token:
             deliverer = SlackDeliverer(poster)

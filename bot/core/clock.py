@@ -49,3 +49,21 @@ class ManualClock:
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+class OffsetClock:
+    """Real time plus an offset a test can move forward: rate limiters and
+    timeouts keep working in real time while an escalation delay of minutes
+    is skipped with `advance`."""
+
+    def __init__(self) -> None:
+        self._offset = 0.0
+
+    def now(self) -> datetime:
+        return datetime.now(UTC) + timedelta(seconds=self._offset)
+
+    def advance(self, seconds: float) -> None:
+        self._offset += seconds
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)

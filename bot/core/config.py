@@ -133,6 +133,7 @@ class Service(Strict):
     replicas: ReplicaBounds = ReplicaBounds()
     scale_cooldown: Duration = timedelta(minutes=2)
     owners: list[str] = []
+    escalation_policy: str | None = None
     deploy: DeploySettings = DeploySettings()
 
     @property
@@ -181,6 +182,11 @@ class Severity(Strict):
     name: str = Field(pattern=r"^SEV[1-9]$")
     description: str = ""
     page: bool = False
+    policy: str | None = None  # escalation policy (a service's own policy wins)
+    # An acknowledged incident that is not mitigated or resolved pages its
+    # acknowledger again after this long (None: never).
+    ack_timeout: Duration | None = None
+    announce: bool = False  # @here in the incident's channel
 
 
 DEFAULT_SEVERITIES = [
@@ -267,6 +273,106 @@ class AlertPolicy(Strict):
     dedicated_channels: bool = False  # a channel per incident, responders invited
 
 
+class Rotation(Strict):
+    """One layer of a schedule: participants take turns of `shift` each,
+    starting at `start` (wall-clock time in the schedule's time zone).
+    Hand-offs are computed in wall-clock time, so a daily 09:00 hand-off
+    stays at 09:00 across daylight-saving changes."""
+
+    name: str = Field(min_length=1)  # e.g. primary, secondary
+    participants: list[str] = Field(min_length=1)  # Slack user ids
+    shift: Duration = timedelta(weeks=1)
+    start: datetime  # naive: local wall-clock time in the schedule's zone
+
+    @model_validator(mode="after")
+    def _whole_hours(self) -> Rotation:
+        seconds = self.shift.total_seconds()
+        if seconds <= 0 or seconds % 3600:
+            raise ValueError("shift must be a whole number of hours, days or weeks")
+        if self.start.tzinfo is not None:
+            raise ValueError("start is a local wall-clock time: leave out the offset "
+                             "(the schedule's timezone applies)")
+        return self
+
+
+class Schedule(Strict):
+    name: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    timezone: str = "UTC"
+    layers: list[Rotation] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _zone(self) -> Schedule:
+        try:
+            ZoneInfo(self.timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone '{self.timezone}'") from None
+        return self
+
+
+class Target(Strict):
+    """Who a step pages: the on-call person of a schedule layer, a user, a
+    Slack user group, or a channel (posted to, with the Ack button)."""
+
+    schedule: str | None = None
+    layer: str | None = None  # default: the schedule's first layer
+    user: str | None = None
+    group: str | None = None
+    channel: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Target:
+        given = [k for k in ("schedule", "user", "group", "channel") if getattr(self, k)]
+        if len(given) != 1:
+            raise ValueError("give exactly one of schedule, user, group or channel")
+        if self.layer and not self.schedule:
+            raise ValueError("layer goes with schedule")
+        return self
+
+
+class EscalationStep(Strict):
+    targets: list[Target] = Field(min_length=1)
+    delay: Duration = timedelta(minutes=5)  # before the next step when nobody acknowledges
+
+
+class EscalationPolicy(Strict):
+    name: str = Field(min_length=1)
+    repeat: int = Field(default=0, ge=0, le=5)  # times the whole policy runs again
+    steps: list[EscalationStep] = Field(min_length=1)
+
+
+class PageRateLimit(Strict):
+    """During a storm a person gets at most `pages` pages per `window`; the
+    rest arrive as one "N more incidents" page when the window ends."""
+
+    pages: int = Field(default=5, ge=1)
+    window: Duration = timedelta(minutes=15)
+
+
+class ExternalPager(Strict):
+    """Also send pages for `user` to an SMS/voice gateway or PagerDuty."""
+
+    user: str
+    url: str = Field(pattern=r"^https?://")
+    format: Literal["generic", "pagerduty"] = "generic"
+    token: str | None = None  # bearer token, or the PagerDuty routing key
+
+
+class OnCall(Strict):
+    schedules: list[Schedule] = []
+    escalation_policies: list[EscalationPolicy] = []
+    default_policy: str | None = None  # for severities and services that name none
+    rate_limit: PageRateLimit = PageRateLimit()
+    pagers: list[ExternalPager] = []
+
+    def schedule(self, name: str) -> Schedule | None:
+        return next((s for s in self.schedules if s.name == name), None)
+
+    def policy(self, name: str | None) -> EscalationPolicy | None:
+        wanted = name or self.default_policy or (
+            self.escalation_policies[0].name if self.escalation_policies else None)
+        return next((p for p in self.escalation_policies if p.name == wanted), None)
+
+
 class DeployPolicy(Strict):
     approval_timeout: Duration = timedelta(hours=1)
     changelog_limit: int = Field(default=15, ge=0, le=100)
@@ -283,14 +389,16 @@ class Config(Strict):
     freeze_windows: list[FreezeWindow] = []
     alerts: AlertPolicy = AlertPolicy()
     deploys: DeployPolicy = DeployPolicy()
-    # Filled in by the on-call issue: schedules, escalation policies.
-    oncall: dict[str, Any] = {}
+    oncall: OnCall = OnCall()
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)
 
     def environment(self, name: str) -> Environment | None:
         return next((e for e in self.environments if e.name == name), None)
+
+    def severity(self, name: str) -> Severity | None:
+        return next((s for s in self.severities if s.name == name), None)
 
 
 Loc = tuple[str | int, ...]

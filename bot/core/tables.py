@@ -5,6 +5,7 @@ from sqlmodel import SQLModel
 
 import bot.core.models
 import bot.deploys.models
-import bot.incidents.models  # noqa: F401
+import bot.incidents.models
+import bot.paging.models  # noqa: F401
 
 metadata = SQLModel.metadata
