@@ -426,6 +426,7 @@ def cross_reference_errors(raw: Any) -> list[tuple[Loc, str]]:
             errors.append((("services", i, "default_environment"),
                            f"'{default}' is not one of this service's environments"))
     errors.extend(_alert_reference_errors(raw, services))
+    errors.extend(_oncall_reference_errors(raw, services))
     rbac = raw.get("rbac")
     grants = rbac.get("grants") if isinstance(rbac, dict) else None
     for i, grant in enumerate(grants if isinstance(grants, list) else []):
@@ -466,6 +467,46 @@ def _alert_reference_errors(raw: dict[str, Any], services: Any) -> list[tuple[Lo
         service = route.get("service")
         if isinstance(service, str) and service not in known_services:
             errors.append((("alerts", "routes", i, "service"), f"unknown service '{service}'"))
+    return errors
+
+
+def _oncall_reference_errors(raw: dict[str, Any], services: Any) -> list[tuple[Loc, str]]:
+    oncall = raw.get("oncall")
+    oncall = oncall if isinstance(oncall, dict) else {}
+    errors: list[tuple[Loc, str]] = []
+    layers: dict[str, set[str]] = {}
+    for s in oncall.get("schedules") or []:
+        if isinstance(s, dict) and isinstance(s.get("name"), str):
+            layers[s["name"]] = {lay.get("name") for lay in s.get("layers") or []
+                                 if isinstance(lay, dict)}
+    policies = {p.get("name") for p in oncall.get("escalation_policies") or []
+                if isinstance(p, dict)}
+
+    def check_policy(loc: Loc, name: Any) -> None:
+        if isinstance(name, str) and name not in policies:
+            errors.append((loc, f"unknown escalation policy '{name}' (known: "
+                                f"{', '.join(sorted(str(p) for p in policies)) or 'none'})"))
+
+    check_policy(("oncall", "default_policy"), oncall.get("default_policy"))
+    for i, sev in enumerate(raw.get("severities") or []):
+        if isinstance(sev, dict):
+            check_policy(("severities", i, "policy"), sev.get("policy"))
+    for i, svc in enumerate(services if isinstance(services, list) else []):
+        if isinstance(svc, dict):
+            check_policy(("services", i, "escalation_policy"), svc.get("escalation_policy"))
+    for i, policy in enumerate(oncall.get("escalation_policies") or []):
+        for j, step in enumerate((policy or {}).get("steps") or []):
+            for k, target in enumerate((step or {}).get("targets") or []):
+                if not isinstance(target, dict) or not isinstance(target.get("schedule"), str):
+                    continue
+                loc: Loc = ("oncall", "escalation_policies", i, "steps", j, "targets", k)
+                name = target["schedule"]
+                if name not in layers:
+                    errors.append(((*loc, "schedule"), f"unknown schedule '{name}'"))
+                elif target.get("layer") and target["layer"] not in layers[name]:
+                    errors.append(((*loc, "layer"), f"schedule '{name}' has no layer "
+                                   f"'{target['layer']}' (layers: "
+                                   f"{', '.join(sorted(str(x) for x in layers[name]))})"))
     return errors
 
 

@@ -128,3 +128,30 @@ alerts:
         "chatops.yaml:10: alerts.routes[1]: match.job: bad regular expression: "
         "missing ), unterminated subpattern at position 0",
     ]
+
+
+def test_oncall_references_are_checked() -> None:
+    text = """\
+environments: [{name: staging}]
+services:
+  - {name: cart, image: x, environments: [staging], escalation_policy: cart-team}
+severities:
+  - {name: SEV1, page: true, policy: nope}
+oncall:
+  schedules:
+    - name: ops
+      layers: [{name: primary, participants: [U1], start: "2026-01-05T09:00:00"}]
+  escalation_policies:
+    - name: default
+      steps:
+        - targets: [{schedule: ops, layer: primry}, {schedule: dev}]
+"""
+    assert errors_of(text) == [
+        "chatops.yaml:3: services[0].escalation_policy: unknown escalation policy 'cart-team' "
+        "(known: default)",
+        "chatops.yaml:5: severities[0].policy: unknown escalation policy 'nope' (known: default)",
+        "chatops.yaml:13: oncall.escalation_policies[0].steps[0].targets[0].layer: "
+        "schedule 'ops' has no layer 'primry' (layers: primary)",
+        "chatops.yaml:13: oncall.escalation_policies[0].steps[0].targets[1].schedule: "
+        "unknown schedule 'dev'",
+    ]
