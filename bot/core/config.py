@@ -477,7 +477,7 @@ def _oncall_reference_errors(raw: dict[str, Any], services: Any) -> list[tuple[L
     layers: dict[str, set[str]] = {}
     for s in oncall.get("schedules") or []:
         if isinstance(s, dict) and isinstance(s.get("name"), str):
-            layers[s["name"]] = {lay.get("name") for lay in s.get("layers") or []
+            layers[s["name"]] = {str(lay.get("name")) for lay in s.get("layers") or []
                                  if isinstance(lay, dict)}
     policies = {p.get("name") for p in oncall.get("escalation_policies") or []
                 if isinstance(p, dict)}
