@@ -151,6 +151,12 @@ class SlackPoster:
             if exc.error != "already_in_channel":
                 raise
 
+    async def user_timezone(self, user: str) -> str | None:
+        """The IANA time zone a person set in Slack (users.info `tz`)."""
+        data = await self.call(self.client.users_info(user=user))
+        tz = (data.get("user") or {}).get("tz")
+        return str(tz) if tz else None
+
     async def usergroup_members(self, group_id: str) -> list[str]:
         data = await self.call(self.client.usergroups_users_list(usergroup=group_id))
         return [str(u) for u in data.get("users", [])]

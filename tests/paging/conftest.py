@@ -37,8 +37,11 @@ class PagingBot(RunningBot):
     clock: OffsetClock
 
     def dms(self, user: str) -> list[str]:
-        return [c.body["text"] for c in self.slack.calls("chat.postMessage", ok=True)
-                if c.body.get("channel") == user]
+        return [
+            c.body["text"]
+            for c in self.slack.calls("chat.postMessage", ok=True)
+            if c.body.get("channel") == user
+        ]
 
     async def pages(self) -> list[Page]:
         async with self.bot.db.transaction() as s:
@@ -46,11 +49,21 @@ class PagingBot(RunningBot):
 
 
 @pytest.fixture
-async def paging_bot(db: Database, db_target: DbTarget, slack: FakeSlack,
-                     config: Config) -> AsyncIterator[PagingBot]:
+async def paging_bot(
+    db: Database, db_target: DbTarget, slack: FakeSlack, config: Config
+) -> AsyncIterator[PagingBot]:
     clock = OffsetClock()
-    bot = BotApp(bot_settings(slack, db_target), config, db=db, clock=clock, outbox_rate=50,
-                 outbox_burst=20, scheduler_poll=0.05, scm=None, metrics_source=None)
+    bot = BotApp(
+        bot_settings(slack, db_target),
+        config,
+        db=db,
+        clock=clock,
+        outbox_rate=50,
+        outbox_burst=20,
+        scheduler_poll=0.05,
+        scm=None,
+        metrics_source=None,
+    )
     runtime = build_runtime(bot)
     await runtime.start("127.0.0.1", 0)
     assert runtime.url is not None

@@ -4,6 +4,7 @@ through the fake Slack, buttons pressed with signed requests."""
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 
 from tests.conftest import eventually
@@ -13,8 +14,12 @@ from tests.paging.conftest import PagingBot
 
 
 async def dm_count(slack: FakeSlack, user: str, n: int, timeout: float = 5) -> None:
-    await slack.wait_for("chat.postMessage", lambda c: c.ok and c.body.get("channel") == user,
-                         count=n, timeout=timeout)
+    await slack.wait_for(
+        "chat.postMessage",
+        lambda c: c.ok and c.body.get("channel") == user,
+        count=n,
+        timeout=timeout,
+    )
 
 
 async def test_sev1_pages_primary_fast_then_secondary_then_repeats(paging_bot: PagingBot) -> None:
@@ -22,11 +27,16 @@ async def test_sev1_pages_primary_fast_then_secondary_then_repeats(paging_bot: P
     started = time.monotonic()
     await post(b, notification([alert(severity="page")]))
     [first] = await b.slack.wait_for(
-        "chat.postMessage", lambda c: c.ok and c.body.get("channel") == "UALICE", timeout=5)
+        "chat.postMessage", lambda c: c.ok and c.body.get("channel") == "UALICE", timeout=5
+    )
     assert first.time - started < 1.0, f"paged after {first.time - started:.2f}s"
     assert "INC-1 SEV1" in first.body["text"]
-    actions = [e["action_id"] for blk in first.body["blocks"] if blk["type"] == "actions"
-               for e in blk["elements"]]
+    actions = [
+        e["action_id"]
+        for blk in first.body["blocks"]
+        if blk["type"] == "actions"
+        for e in blk["elements"]
+    ]
     assert actions[:3] == ["page_ack", "page_resolve", "page_escalate"]
     # SEV1 announces in the channel (its own lane: it may arrive after the DM).
     await b.slack.wait_for("chat.postMessage", lambda c: c.ok and "<!here>" in c.body["text"])
@@ -55,8 +65,9 @@ async def test_ack_button_stops_escalation_ack_timeout_repages_resolve_cancels(
     b = paging_bot
     await post(b, notification([alert(severity="page")]))
     await dm_count(b.slack, "UALICE", 1)
-    await b.requests.action("page_ack", "1", user="UALICE", channel="DUALICE",
-                            response_url=b.slack.response_url("ack"))
+    await b.requests.action(
+        "page_ack", "1", user="UALICE", channel="DUALICE", response_url=b.slack.response_url("ack")
+    )
     [said] = await b.slack.wait_for("response_url", lambda c: c.name == "ack")
     assert said.body["text"] == "Acknowledged INC-1."
     [inc] = await incidents(b)
@@ -87,8 +98,9 @@ async def test_severity_decides_and_changes_start_and_stop_paging(paging_bot: Pa
     b.clock.advance(10 * 60)
     await asyncio.sleep(0.5)
     assert b.dms("UBOB") == []  # lowered again: paging stopped
-    await post(b, notification([alert("DiskFull", severity="info")],
-                               group_key='{}:{alertname="DiskFull"}'))
+    await post(
+        b, notification([alert("DiskFull", severity="info")], group_key='{}:{alertname="DiskFull"}')
+    )
     await settled(b)
     assert len(b.dms("UALICE")) == 1  # SEV4 paged nobody
 
@@ -96,8 +108,13 @@ async def test_severity_decides_and_changes_start_and_stop_paging(paging_bot: Pa
 async def test_a_storm_is_bundled_per_person(paging_bot: PagingBot) -> None:
     b = paging_bot
     for i in range(50):
-        await post(b, notification([alert(f"Storm{i}", severity="critical")],
-                                   group_key=f'{{}}:{{alertname="Storm{i}"}}'))
+        await post(
+            b,
+            notification(
+                [alert(f"Storm{i}", severity="critical")],
+                group_key=f'{{}}:{{alertname="Storm{i}"}}',
+            ),
+        )
     await settled(b, timeout=60)
     await dm_count(b.slack, "UALICE", 3)
     await asyncio.sleep(0.5)
@@ -114,13 +131,23 @@ async def test_a_storm_is_bundled_per_person(paging_bot: PagingBot) -> None:
     assert len(held) >= 47 and all(p.bundled_at for p in held)
 
 
+# The issue's scenario is a two-minute Slack outage; CI runs a short one (the
+# mechanism is the same). CHATOPS_TEST_SLACK_OUTAGE=120 runs the full length.
+OUTAGE = float(os.environ.get("CHATOPS_TEST_SLACK_OUTAGE", "4"))
+
+
 async def test_slack_outage_delays_pages_but_loses_or_doubles_none(paging_bot: PagingBot) -> None:
     b = paging_bot
-    b.slack.fail("chat.postMessage", 503, for_seconds=4)
+    b.slack.fail("chat.postMessage", 503, for_seconds=OUTAGE)
     for i in range(3):
-        await post(b, notification([alert(f"Outage{i}", severity="critical")],
-                                   group_key=f'{{}}:{{alertname="Outage{i}"}}'))
-    await dm_count(b.slack, "UALICE", 3, timeout=40)
+        await post(
+            b,
+            notification(
+                [alert(f"Outage{i}", severity="critical")],
+                group_key=f'{{}}:{{alertname="Outage{i}"}}',
+            ),
+        )
+    await dm_count(b.slack, "UALICE", 3, timeout=OUTAGE + 40)
     await asyncio.sleep(1)
     texts = b.dms("UALICE")
     assert len(texts) == 3

@@ -22,8 +22,10 @@ DELAY = 4.0
 
 
 def write_config(path: Path) -> None:
-    data = {**yaml.safe_load((DATA / "config.yaml").read_text()),
-            **yaml.safe_load((DATA / "oncall.yaml").read_text())}
+    data = {
+        **yaml.safe_load((DATA / "config.yaml").read_text()),
+        **yaml.safe_load((DATA / "oncall.yaml").read_text()),
+    }
     for step in data["oncall"]["escalation_policies"][0]["steps"]:
         step["delay"] = f"{int(DELAY)}s"
     data["oncall"]["escalation_policies"][0]["repeat"] = 0
@@ -33,16 +35,30 @@ def write_config(path: Path) -> None:
 def start(target: DbTarget, slack: FakeSlack, config: Path, port: int) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
     env.update(target.env())
-    env.update({"SLACK_BOT_TOKEN": "xoxb-test", "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                "SLACK_API_URL": slack.base_url, "CHATOPS_CONFIG": str(config),
-                "CHATOPS_WEBHOOK_TOKEN": TOKEN, "CHATOPS_LOG_LEVEL": "WARNING"})
-    return subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1",
-                             "--port", str(port)], env=env, cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env.update(
+        {
+            "SLACK_BOT_TOKEN": "xoxb-test",
+            "SLACK_SIGNING_SECRET": SIGNING_SECRET,
+            "SLACK_API_URL": slack.base_url,
+            "CHATOPS_CONFIG": str(config),
+            "CHATOPS_WEBHOOK_TOKEN": TOKEN,
+            "CHATOPS_LOG_LEVEL": "WARNING",
+        }
+    )
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 async def test_next_step_fires_on_time_once_after_sigkill(
-    db_target: DbTarget, db: object, slack: FakeSlack, tmp_path: Path,
+    db_target: DbTarget,
+    db: object,
+    slack: FakeSlack,
+    tmp_path: Path,
 ) -> None:
     import aiohttp
 
@@ -53,12 +69,18 @@ async def test_next_step_fires_on_time_once_after_sigkill(
     proc = start(db_target, slack, config, port)
     try:
         await wait_ready(url)
-        async with aiohttp.ClientSession() as http, http.post(
-                url + "/webhooks/alertmanager", json=notification([alert(severity="page")]),
-                headers={"Authorization": f"Bearer {TOKEN}"}) as resp:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.post(
+                url + "/webhooks/alertmanager",
+                json=notification([alert(severity="page")]),
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            ) as resp,
+        ):
             assert resp.status == 200
         [first] = await slack.wait_for(
-            "chat.postMessage", lambda c: c.ok and c.body.get("channel") == "UALICE", timeout=10)
+            "chat.postMessage", lambda c: c.ok and c.body.get("channel") == "UALICE", timeout=10
+        )
         proc.send_signal(signal.SIGKILL)  # between step 1 and step 2
         await asyncio.to_thread(proc.wait, 10)
     finally:
@@ -67,13 +89,22 @@ async def test_next_step_fires_on_time_once_after_sigkill(
     proc = start(db_target, slack, config, port)
     try:
         [second] = await slack.wait_for(
-            "chat.postMessage", lambda c: c.ok and c.body.get("channel") == "UBOB", timeout=20)
+            "chat.postMessage", lambda c: c.ok and c.body.get("channel") == "UBOB", timeout=20
+        )
         late = (second.time - first.time) - DELAY
         # The step was due DELAY after the first; allow the scheduler's tick and delivery.
         assert -0.5 < late < 1.5, f"second step {late:+.2f}s off its due time"
         await asyncio.sleep(DELAY + 1)
-        assert len([c for c in slack.calls("chat.postMessage", ok=True)
-                    if c.body.get("channel") == "UBOB"]) == 1
+        assert (
+            len(
+                [
+                    c
+                    for c in slack.calls("chat.postMessage", ok=True)
+                    if c.body.get("channel") == "UBOB"
+                ]
+            )
+            == 1
+        )
     finally:
         proc.terminate()
         await asyncio.to_thread(proc.wait, 15)

@@ -34,12 +34,17 @@ def local(instant: datetime, tz: ZoneInfo) -> datetime:
     return instant.astimezone(tz).replace(tzinfo=None)
 
 
-def schedule(tz: str, start: datetime, shift: timedelta = DAY,
-             people: tuple[str, ...] = ("A", "B", "C")) -> Schedule:
-    return Schedule(name="ops", timezone=tz, layers=[
-        Rotation(name="primary", participants=list(people), shift=shift, start=start),
-        Rotation(name="secondary", participants=["S"], shift=timedelta(weeks=1), start=start),
-    ])
+def schedule(
+    tz: str, start: datetime, shift: timedelta = DAY, people: tuple[str, ...] = ("A", "B", "C")
+) -> Schedule:
+    return Schedule(
+        name="ops",
+        timezone=tz,
+        layers=[
+            Rotation(name="primary", participants=list(people), shift=shift, start=start),
+            Rotation(name="secondary", participants=["S"], shift=timedelta(weeks=1), start=start),
+        ],
+    )
 
 
 def rotation_of(s: Schedule) -> Rotation:
@@ -56,8 +61,9 @@ CHANGES = [
 
 
 @pytest.mark.parametrize(("zone", "day", "before", "after"), CHANGES)
-def test_daily_handoff_stays_at_nine_local(zone: str, day: datetime, before: int,
-                                           after: int) -> None:
+def test_daily_handoff_stays_at_nine_local(
+    zone: str, day: datetime, before: int, after: int
+) -> None:
     tz = ZoneInfo(zone)
     rot = rotation_of(schedule(zone, day - 10 * DAY + 9 * HOUR))
     window = handoffs(rot, tz, to_utc(day - 3 * DAY, tz), to_utc(day + 3 * DAY, tz))
@@ -67,8 +73,9 @@ def test_daily_handoff_stays_at_nine_local(zone: str, day: datetime, before: int
 
 
 @pytest.mark.parametrize(("zone", "day", "before", "after"), CHANGES)
-def test_weekly_monday_handoff_stays_at_nine_local(zone: str, day: datetime, before: int,
-                                                   after: int) -> None:
+def test_weekly_monday_handoff_stays_at_nine_local(
+    zone: str, day: datetime, before: int, after: int
+) -> None:
     tz = ZoneInfo(zone)
     first_monday = datetime(2026, 1, 5, 9)
     rot = rotation_of(schedule(zone, first_monday, timedelta(weeks=1)))
@@ -93,8 +100,10 @@ def test_twelve_hour_rotation_hands_off_at_nine_and_twenty_one() -> None:
 
 
 def test_handoff_in_a_gap_moves_to_the_end_of_the_gap() -> None:
-    for zone, day, jump in [("America/New_York", datetime(2026, 3, 8), utc(2026, 3, 8, 7)),
-                            ("Europe/Berlin", datetime(2026, 3, 29), utc(2026, 3, 29, 1))]:
+    for zone, day, jump in [
+        ("America/New_York", datetime(2026, 3, 8), utc(2026, 3, 8, 7)),
+        ("Europe/Berlin", datetime(2026, 3, 29), utc(2026, 3, 29, 1)),
+    ]:
         tz = ZoneInfo(zone)
         rot = rotation_of(schedule(zone, day - 5 * DAY + timedelta(hours=2, minutes=30)))
         window = handoffs(rot, tz, to_utc(day - DAY, tz), to_utc(day + 2 * DAY, tz))
@@ -107,11 +116,14 @@ def test_hourly_rotation_drops_the_hour_that_does_not_exist() -> None:
     s = schedule("America/New_York", datetime(2026, 3, 8, 0), HOUR, ("A", "B", "C", "D"))
     window = handoffs(rotation_of(s), NY, utc(2026, 3, 8, 5), utc(2026, 3, 8, 9))
     # 00:00 and 01:00 EST, then 03:00 and 04:00 EDT: 02:00 would coincide with 03:00.
-    assert window == [utc(2026, 3, 8, 5), utc(2026, 3, 8, 6), utc(2026, 3, 8, 7),
-                      utc(2026, 3, 8, 8)]
+    assert window == [
+        utc(2026, 3, 8, 5),
+        utc(2026, 3, 8, 6),
+        utc(2026, 3, 8, 7),
+        utc(2026, 3, 8, 8),
+    ]
     timeline = shifts(s, "primary", utc(2026, 3, 8, 5), utc(2026, 3, 8, 9))
-    assert [(p.user, p.start.hour) for p in timeline] == [("A", 5), ("B", 6), ("D", 7),
-                                                           ("A", 8)]
+    assert [(p.user, p.start.hour) for p in timeline] == [("A", 5), ("B", 6), ("D", 7), ("A", 8)]
     on = on_call(s, "primary", utc(2026, 3, 8, 7, 30))
     assert on is not None and on.user == "D"  # k=3 (03:00); C's k=2 slot lasted no time
 
@@ -121,8 +133,10 @@ def test_handoff_in_a_fold_takes_the_first_occurrence() -> None:
     window = handoffs(rotation_of(s), NY, utc(2026, 10, 31), utc(2026, 11, 3))
     assert window[1] == utc(2026, 11, 1, 5, 30)  # 01:30 EDT, not 01:30 EST (06:30Z)
     assert [local(t, NY).strftime("%H:%M") for t in window] == ["01:30"] * 3
-    first, second = on_call(s, "primary", utc(2026, 11, 1, 5)), on_call(
-        s, "primary", utc(2026, 11, 1, 6, 30))  # the second 01:30 is well into the shift
+    first, second = (
+        on_call(s, "primary", utc(2026, 11, 1, 5)),
+        on_call(s, "primary", utc(2026, 11, 1, 6, 30)),
+    )  # the second 01:30 is well into the shift
     assert first is not None and second is not None and first.user != second.user
     assert second.end - second.start == 25 * HOUR
     berlin = schedule("Europe/Berlin", datetime(2026, 10, 20, 2, 30), DAY)
@@ -152,9 +166,12 @@ def test_nobody_is_on_call_before_the_rotation_starts() -> None:
     assert on_call(s, "primary", start - timedelta(seconds=1)) is None
     assert on_call(s, "primary", start) == Shift("A", start, start + DAY, "primary")
     assert handoffs(rotation_of(s), NY, utc(2026, 3, 1), utc(2026, 3, 11, 14)) == [
-        start, start + DAY]
+        start,
+        start + DAY,
+    ]
     assert shifts(s, "primary", utc(2026, 3, 1), start + HOUR) == [
-        Shift("A", start, start + HOUR, "primary")]
+        Shift("A", start, start + HOUR, "primary")
+    ]
     assert handoffs(rotation_of(s), NY, utc(2026, 3, 1), utc(2026, 3, 2)) == []
     nxt = next_handoff(s, "primary", utc(2026, 3, 1))
     assert nxt is not None and (nxt.user, nxt.start) == ("A", start)
@@ -173,8 +190,9 @@ def test_naive_instants_are_refused() -> None:
     with pytest.raises(ValueError, match="timezone-aware"):
         on_call(s, "primary", datetime(2026, 2, 1))
     with pytest.raises(ValueError, match="override start"):
-        on_call(s, "primary", utc(2026, 2, 1), [Override("X", datetime(2026, 2, 1),
-                                                         utc(2026, 2, 2))])
+        on_call(
+            s, "primary", utc(2026, 2, 1), [Override("X", datetime(2026, 2, 1), utc(2026, 2, 2))]
+        )
 
 
 def test_weekend_override_across_the_dst_change() -> None:
@@ -183,7 +201,8 @@ def test_weekend_override_across_the_dst_change() -> None:
     assert (sat, mon) == (utc(2026, 3, 28, 8), utc(2026, 3, 30, 7))  # 47 hours
     cover = [Override("X", sat, mon)]
     assert on_call(s, "primary", utc(2026, 3, 29, 12), cover) == Shift(
-        "X", sat, mon, "primary", override=True)
+        "X", sat, mon, "primary", override=True
+    )
     after = on_call(s, "primary", mon, cover)
     assert after is not None and (after.user, after.override) == ("B", False)
     other = on_call(s, "secondary", utc(2026, 3, 29, 12), cover)  # layer None: every layer
@@ -198,8 +217,10 @@ def test_weekend_override_across_the_dst_change() -> None:
 
 def test_override_cuts_a_shift_into_pieces() -> None:
     s = schedule("America/New_York", datetime(2026, 3, 2, 9))
-    cover = [Override("X", utc(2026, 3, 7, 20), utc(2026, 3, 8, 16), layer="primary"),
-             Override("Y", utc(2026, 3, 7, 0), utc(2026, 3, 9, 0), layer="secondary")]
+    cover = [
+        Override("X", utc(2026, 3, 7, 20), utc(2026, 3, 8, 16), layer="primary"),
+        Override("Y", utc(2026, 3, 7, 0), utc(2026, 3, 9, 0), layer="secondary"),
+    ]
     timeline = shifts(s, "primary", utc(2026, 3, 7, 14), utc(2026, 3, 9, 13), cover)
     assert [(p.user, p.start, p.end, p.override) for p in timeline] == [
         ("C", utc(2026, 3, 7, 14), utc(2026, 3, 7, 20), False),  # Saturday 09:00 EST
@@ -216,20 +237,30 @@ def test_overlapping_overrides_last_one_wins() -> None:
     assert on_call(s, "primary", at, [x, y]) == Shift("Y", y.start, y.end, "primary", True)
     assert on_call(s, "primary", at, [y, x]) == Shift("X", x.start, x.end, "primary", True)
     window = (utc(2026, 1, 5, 9), utc(2026, 1, 5, 17))
-    assert [(p.user, p.start.hour, p.end.hour) for p in shifts(s, "primary", *window, [x, y])
-            ] == [("B", 9, 10), ("X", 10, 12), ("Y", 12, 16), ("B", 16, 17)]
-    assert [(p.user, p.start.hour, p.end.hour) for p in shifts(s, "primary", *window, [y, x])
-            ] == [("B", 9, 10), ("X", 10, 14), ("Y", 14, 16), ("B", 16, 17)]
+    assert [(p.user, p.start.hour, p.end.hour) for p in shifts(s, "primary", *window, [x, y])] == [
+        ("B", 9, 10),
+        ("X", 10, 12),
+        ("Y", 12, 16),
+        ("B", 16, 17),
+    ]
+    assert [(p.user, p.start.hour, p.end.hour) for p in shifts(s, "primary", *window, [y, x])] == [
+        ("B", 9, 10),
+        ("X", 10, 14),
+        ("Y", 14, 16),
+        ("B", 16, 17),
+    ]
 
 
 def test_merging_rules() -> None:
     solo = schedule("UTC", datetime(2026, 1, 1), DAY, ("A",))
     assert shifts(solo, "primary", utc(2026, 1, 2), utc(2026, 1, 9)) == [
-        Shift("A", utc(2026, 1, 2), utc(2026, 1, 9), "primary")]
+        Shift("A", utc(2026, 1, 2), utc(2026, 1, 9), "primary")
+    ]
     # An override naming the person on call anyway still shows as its own piece.
     same = [Override("A", utc(2026, 1, 3), utc(2026, 1, 4))]
-    assert [p.override for p in shifts(solo, "primary", utc(2026, 1, 2), utc(2026, 1, 5), same)
-            ] == [False, True, False]
+    assert [
+        p.override for p in shifts(solo, "primary", utc(2026, 1, 2), utc(2026, 1, 5), same)
+    ] == [False, True, False]
     assert shifts(solo, "primary", utc(2026, 1, 5), utc(2026, 1, 5)) == []
 
 
@@ -248,7 +279,8 @@ def test_next_handoff_skips_shifts_of_the_same_person() -> None:
     assert next_handoff(solo, "primary", utc(2026, 1, 5)) is None
     x = [Override("X", utc(2026, 1, 6), utc(2026, 1, 7))]
     assert next_handoff(solo, "primary", utc(2026, 1, 5), x) == Shift(
-        "X", utc(2026, 1, 6), utc(2026, 1, 7), "primary", True)
+        "X", utc(2026, 1, 6), utc(2026, 1, 7), "primary", True
+    )
 
 
 def test_next_handoff_across_dst_for_a_weekly_rotation() -> None:
@@ -261,66 +293,84 @@ def test_next_handoff_across_dst_for_a_weekly_rotation() -> None:
 NOW = utc(2026, 3, 28, 11)  # Saturday 12:00 in Berlin, the day before spring forward
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("now", NOW),
-    ("in 4h", NOW + 4 * HOUR),
-    ("4h", NOW + 4 * HOUR),
-    ("90m", NOW + timedelta(minutes=90)),
-    ("in 1h 30m", NOW + timedelta(minutes=90)),
-    ("15:00", utc(2026, 3, 28, 14)),  # later today
-    ("09:00", utc(2026, 3, 29, 7)),  # already past: tomorrow, 09:00 CEST
-    ("12:00", NOW),  # exactly now is not past
-    ("today 09:00", utc(2026, 3, 28, 8)),
-    ("Tomorrow  09:00", utc(2026, 3, 29, 7)),
-    ("2026-03-29T09:00", utc(2026, 3, 29, 7)),
-    ("2026-03-29 09:00", utc(2026, 3, 29, 7)),
-    ("2026-03-29 02:30", utc(2026, 3, 29, 1)),  # in the gap: 03:00 CEST
-    ("2026-03-29T09:00Z", utc(2026, 3, 29, 9)),  # an explicit offset is honoured
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("now", NOW),
+        ("in 4h", NOW + 4 * HOUR),
+        ("4h", NOW + 4 * HOUR),
+        ("90m", NOW + timedelta(minutes=90)),
+        ("in 1h 30m", NOW + timedelta(minutes=90)),
+        ("15:00", utc(2026, 3, 28, 14)),  # later today
+        ("09:00", utc(2026, 3, 29, 7)),  # already past: tomorrow, 09:00 CEST
+        ("12:00", NOW),  # exactly now is not past
+        ("today 09:00", utc(2026, 3, 28, 8)),
+        ("Tomorrow  09:00", utc(2026, 3, 29, 7)),
+        ("2026-03-29T09:00", utc(2026, 3, 29, 7)),
+        ("2026-03-29 09:00", utc(2026, 3, 29, 7)),
+        ("2026-03-29 02:30", utc(2026, 3, 29, 1)),  # in the gap: 03:00 CEST
+        ("2026-03-29T09:00Z", utc(2026, 3, 29, 9)),  # an explicit offset is honoured
+    ],
+)
 def test_parse_when(text: str, expected: datetime) -> None:
     got = parse_when(text, BERLIN, NOW)
     assert got == expected and got.tzinfo == UTC
 
 
-@pytest.mark.parametrize(("text", "message"), [
-    ("", "empty"),
-    ("soon", "can't read 'soon'"),
-    ("25:00", "not a time of day"),
-    ("tomorrow", "can't read"),
-    ("in a bit", "not a duration"),
-    ("yesterday 09:00", "can't read"),
-])
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "empty"),
+        ("soon", "can't read 'soon'"),
+        ("25:00", "not a time of day"),
+        ("tomorrow", "can't read"),
+        ("in a bit", "not a duration"),
+        ("yesterday 09:00", "can't read"),
+    ],
+)
 def test_parse_when_errors(text: str, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_when(text, BERLIN, NOW)
 
 
-@pytest.mark.parametrize(("args", "expected"), [
-    (["2026-03-29", "09:00", "2026-03-30", "09:00"], (utc(2026, 3, 29, 7), utc(2026, 3, 30, 7))),
-    (["2026-03-29 09:00", "2026-03-30 09:00"], (utc(2026, 3, 29, 7), utc(2026, 3, 30, 7))),
-    (["for", "4h"], (NOW, NOW + 4 * HOUR)),
-    (["for", "1h", "30m"], (NOW, NOW + timedelta(minutes=90))),
-    (["until", "tomorrow", "09:00"], (NOW, utc(2026, 3, 29, 7))),
-    (["tomorrow", "09:00", "for", "8h"], (utc(2026, 3, 29, 7), utc(2026, 3, 29, 15))),
-    (["from", "14:00", "until", "18:00"], (utc(2026, 3, 28, 13), utc(2026, 3, 28, 17))),
-    (["22:00", "06:00"], (utc(2026, 3, 28, 21), utc(2026, 3, 29, 4))),  # overnight, into CEST
-    (["09:00", "17:00"], (utc(2026, 3, 29, 7), utc(2026, 3, 29, 15))),  # 09:00 passed: tomorrow
-    (["now", "tomorrow", "09:00"], (NOW, utc(2026, 3, 29, 7))),
-])
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["2026-03-29", "09:00", "2026-03-30", "09:00"],
+            (utc(2026, 3, 29, 7), utc(2026, 3, 30, 7)),
+        ),
+        (["2026-03-29 09:00", "2026-03-30 09:00"], (utc(2026, 3, 29, 7), utc(2026, 3, 30, 7))),
+        (["for", "4h"], (NOW, NOW + 4 * HOUR)),
+        (["for", "1h", "30m"], (NOW, NOW + timedelta(minutes=90))),
+        (["until", "tomorrow", "09:00"], (NOW, utc(2026, 3, 29, 7))),
+        (["tomorrow", "09:00", "for", "8h"], (utc(2026, 3, 29, 7), utc(2026, 3, 29, 15))),
+        (["from", "14:00", "until", "18:00"], (utc(2026, 3, 28, 13), utc(2026, 3, 28, 17))),
+        (["22:00", "06:00"], (utc(2026, 3, 28, 21), utc(2026, 3, 29, 4))),  # overnight, into CEST
+        (["09:00", "17:00"], (utc(2026, 3, 29, 7), utc(2026, 3, 29, 15))),  # 09:00 passed: tomorrow
+        (["now", "tomorrow", "09:00"], (NOW, utc(2026, 3, 29, 7))),
+    ],
+)
 def test_parse_window(args: list[str], expected: tuple[datetime, datetime]) -> None:
     assert parse_window(args, BERLIN, NOW) == expected
 
 
-@pytest.mark.parametrize(("args", "message"), [
-    ([], "give the override's window"),
-    (["for"], "nothing after 'for'"),
-    (["4h"], "is not a window"),
-    (["soon", "later"], "is not a window"),
-    (["2026-03-30 09:00", "2026-03-29 09:00"], r"ends \(2026-03-29 09:00 CEST\) before it starts"),
-    (["until", "2026-03-01 09:00"], "before it starts"),
-    (["for", "0m"], "before it starts"),
-    (["for", "ever"], "not a duration"),
-])
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ([], "give the override's window"),
+        (["for"], "nothing after 'for'"),
+        (["4h"], "is not a window"),
+        (["soon", "later"], "is not a window"),
+        (
+            ["2026-03-30 09:00", "2026-03-29 09:00"],
+            r"ends \(2026-03-29 09:00 CEST\) before it starts",
+        ),
+        (["until", "2026-03-01 09:00"], "before it starts"),
+        (["for", "0m"], "before it starts"),
+        (["for", "ever"], "not a duration"),
+    ],
+)
 def test_parse_window_errors(args: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_window(args, BERLIN, NOW)
