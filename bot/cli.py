@@ -92,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def check_config(path: str) -> int:
+    from bot.runbooks.loader import load_runbooks
+
     try:
         config = load_config(path)
     except ConfigInvalid as exc:
@@ -99,9 +101,19 @@ def check_config(path: str) -> int:
             print(error, file=sys.stderr)
         print(f"{len(exc.errors)} error(s) in {path}", file=sys.stderr)
         return 1
+    base = Path(path).resolve().parent
+    runbooks, errors = load_runbooks(
+        [base / p for p in config.runbooks.paths], config.runbooks.shell_allowlist
+    )
+    if errors:
+        for error in errors:
+            print(error, file=sys.stderr)
+        print(f"{len(errors)} error(s) in runbooks", file=sys.stderr)
+        return 1
     print(
         f"{path}: OK — {len(config.services)} services, "
-        f"{len(config.environments)} environments, {len(config.rbac.grants)} RBAC grants"
+        f"{len(config.environments)} environments, {len(config.rbac.grants)} RBAC grants, "
+        f"{len(runbooks)} runbooks"
     )
     return 0
 

@@ -373,6 +373,13 @@ class OnCall(Strict):
         return next((p for p in self.escalation_policies if p.name == wanted), None)
 
 
+class RunbookSettings(Strict):
+    # Directories of runbook files, relative to the configuration file.
+    paths: list[str] = ["runbooks"]
+    # Commands a `shell` step may run (the first word of its argv).
+    shell_allowlist: list[str] = []
+
+
 class DeployPolicy(Strict):
     approval_timeout: Duration = timedelta(hours=1)
     changelog_limit: int = Field(default=15, ge=0, le=100)
@@ -390,6 +397,7 @@ class Config(Strict):
     alerts: AlertPolicy = AlertPolicy()
     deploys: DeployPolicy = DeployPolicy()
     oncall: OnCall = OnCall()
+    runbooks: RunbookSettings = RunbookSettings()
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)
