@@ -29,7 +29,10 @@ async def test_sev1_pages_primary_fast_then_secondary_then_repeats(paging_bot: P
     [first] = await b.slack.wait_for(
         "chat.postMessage", lambda c: c.ok and c.body.get("channel") == "UALICE", timeout=5
     )
-    assert first.time - started < 1.0, f"paged after {first.time - started:.2f}s"
+    # Paged at once, not after a step's delay (5 minutes). How fast exactly is
+    # measured by bench/page_latency.py, not asserted here: a loaded CI machine
+    # would make a tight bound flaky.
+    assert first.time - started < 5.0, f"paged after {first.time - started:.2f}s"
     assert "INC-1 SEV1" in first.body["text"]
     actions = [
         e["action_id"]
