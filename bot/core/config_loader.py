@@ -93,11 +93,12 @@ def interpolate(value: Any, env: Mapping[str, str], loc: Loc, errors: list[tuple
     return _VAR.sub(replace, value)
 
 
-def parse_config_text(
-    text: str, filename: str, env: Mapping[str, str] | None = None
-) -> tuple[Config | None, list[ConfigError]]:
-    """Validate a configuration document; returns the config or all errors."""
-    env = os.environ if env is None else env
+class LineMap(_LineMap):
+    """Public name for the line map (runbook files use it too)."""
+
+
+def parse_yaml(text: str, filename: str) -> tuple[Any, LineMap | None, ConfigError | None]:
+    """A YAML document with the line of every key and item, or the YAML error."""
     try:
         loader = yaml.SafeLoader(text)
         try:
@@ -109,8 +110,18 @@ def parse_config_text(
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
-        return None, [ConfigError(filename, line, "", f"invalid YAML: {problem}")]
-    lines = _LineMap(root)
+        return None, None, ConfigError(filename, line, "", f"invalid YAML: {problem}")
+    return raw, LineMap(root), None
+
+
+def parse_config_text(
+    text: str, filename: str, env: Mapping[str, str] | None = None
+) -> tuple[Config | None, list[ConfigError]]:
+    """Validate a configuration document; returns the config or all errors."""
+    env = os.environ if env is None else env
+    raw, lines, yaml_error = parse_yaml(text, filename)
+    if yaml_error is not None or lines is None:
+        return None, [yaml_error] if yaml_error else []
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):

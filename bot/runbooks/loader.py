@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import TemplateSyntaxError, meta
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import ValidationError
 
 from bot.core.config import Loc
-from bot.core.config_loader import ConfigError, _LineMap, format_loc
+from bot.core.config_loader import ConfigError, format_loc, parse_yaml
 from bot.runbooks.format import STEP_TYPES, Runbook
 
 # What a template may use besides the runbook's own parameters.
@@ -127,28 +126,13 @@ def load_runbooks(
     for directory in directories:
         for path in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
             text = path.read_text(encoding="utf-8")
-            try:
-                loader = yaml.SafeLoader(text)
-                try:
-                    root = loader.get_single_node()
-                    raw = loader.construct_document(root) if root is not None else None
-                finally:
-                    loader.dispose()
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                errors.append(
-                    ConfigError(
-                        str(path),
-                        mark.line + 1 if mark else None,
-                        "",
-                        f"invalid YAML: {getattr(exc, 'problem', exc)}",
-                    )
-                )
+            raw, lines, yaml_error = parse_yaml(text, str(path))
+            if yaml_error is not None or lines is None:
+                errors.extend([yaml_error] if yaml_error else [])
                 continue
             if not isinstance(raw, dict):
                 errors.append(ConfigError(str(path), 1, "", "a runbook is a mapping"))
                 continue
-            lines = _LineMap(root)
             runbook, problems = check_runbook(raw, allowlist)
             errors.extend(
                 ConfigError(str(path), lines.line_for(loc), format_loc(loc), msg)
