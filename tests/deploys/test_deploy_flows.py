@@ -182,6 +182,8 @@ async def test_protected_environment_needs_another_approver_via_buttons(
     answer = await b.say("/deploy", "cart v2 to production", user="UALICE")
     assert "waiting for approval" in answer
     await b.wait_state(1, "AwaitingApproval")
+    # The state is committed before the outbox delivers its message.
+    await b.delivered()
     msg = next(m for m in b.slack.messages("C0DEPLOYS") if "Deploy #1" in m.text)
     buttons = [
         e["action_id"]
