@@ -217,11 +217,17 @@ class OutboxSender:
         with tracer.start_as_current_span("outbox deliver") as span:
             span.set_attribute("chatops.outbox.kind", head.kind)
             span.set_attribute("chatops.outbox.lane", head.lane)
+            in_doubt = head.status == OutboxStatus.SENDING and head.kind == OutboxKind.POST
+            # Mark the row SENDING *before* reading its content: from then on an
+            # edit queues a new update instead of coalescing into this row, so
+            # no edit committed meanwhile can be read too early and lost.
+            if not in_doubt and not await self._mark_sending(head.id):
+                return
             async with self.db.transaction() as session:
                 delivery = await self._prepare(session, head)
             if delivery is None:
                 return
-            if head.status == OutboxStatus.SENDING and head.kind == OutboxKind.POST:
+            if in_doubt:
                 # The previous owner died mid-send: ask before sending again.
                 with contextlib.suppress(NotImplementedError):
                     ts = await self._find_delivered(delivery, head.created_at)
@@ -230,8 +236,8 @@ class OutboxSender:
                                  extra={"outbox_id": head.id})
                         await self._mark_sent(head, ts, count_rate=False)
                         return
-            if not await self._mark_sending(head.id):
-                return
+                if not await self._mark_sending(head.id):
+                    return
             try:
                 ts = await self.deliverer.deliver(delivery)
             except RateLimited as exc:

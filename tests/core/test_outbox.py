@@ -101,10 +101,17 @@ async def test_edits_coalesce_to_the_latest_content(db: Database, slack: FakeSla
     assert texts(slack, "C1") == ["deploy: rolling out"]
     assert slack.calls("chat.update") == []
     # Once posted, edits queued while Slack is failing collapse into one update.
+    # Edits queued while nothing is being sent collapse into one update, which
+    # is retried after Slack fails it. (An edit that arrives while an update
+    # is in flight is queued behind it, by design, so the sender is stopped
+    # while the test writes.)
+    await sender.stop()
     slack.fail("chat.update", 500, times=1)
     for state in ("health gating", "promoting", "completed"):
         async with db.transaction() as s:
             await outbox.update(s, "deploy-1", Message(text=f"deploy: {state}"))
+    sender = sender_for(db, slack)
+    sender.start()
     await eventually(lambda: len(slack.calls("chat.update", ok=True)) == 1)
     await eventually(lambda: all_done(db))
     await sender.stop()
@@ -112,7 +119,7 @@ async def test_edits_coalesce_to_the_latest_content(db: Database, slack: FakeSla
     assert len(updates) == 1 and updates[0].body["text"] == "deploy: completed"
     [msg] = slack.messages("C1")
     assert msg.text == "deploy: completed"
-    assert len(slack.calls("chat.update")) <= 3  # one failure, then at most the coalesced ones
+    assert len(slack.calls("chat.update")) == 2  # the failure, then the coalesced edit
 
 
 async def test_thread_replies_find_their_parent(db: Database, slack: FakeSlack) -> None:
@@ -217,3 +224,36 @@ async def test_a_retry_waits_its_backoff_without_reordering(db: Database, slack:
     failed = slack.calls("chat.postMessage", ok=False)[0]
     first_ok = slack.calls("chat.postMessage", ok=True)[0]
     assert first_ok.time - failed.time >= 0.7  # backoff of ~1 s (jittered)
+
+
+class _EditsWhileClaiming(OutboxSender):
+    """Commits an edit at the moment the sender takes the row, the way a
+    command's transaction can land between the sender's own statements."""
+
+    outbox: Outbox
+    edited = False
+
+    async def _mark_sending(self, outbox_id: int) -> bool:
+        if not self.edited:
+            self.edited = True
+            async with self.db.transaction() as s:
+                await self.outbox.update(s, "inc-1", Message(text="INC-1 Resolved"))
+        return await super()._mark_sending(outbox_id)
+
+
+async def test_an_edit_landing_as_the_sender_takes_the_row_is_not_lost(
+    db: Database, slack: FakeSlack
+) -> None:
+    outbox = Outbox(SystemClock())
+    async with db.transaction() as s:
+        await outbox.post(s, "C1", Message(text="INC-1 Mitigated"), key="inc-1")
+    deliverer = SlackDeliverer(SlackPoster(BOT_TOKEN, slack.base_url))
+    sender = _EditsWhileClaiming(db, SystemClock(), BotMetrics(), deliverer, "s1",
+                                 poll_interval=0.02)
+    sender.outbox = outbox
+    sender.start()
+    await eventually(lambda: all_done(db))
+    await sender.stop()
+    assert sender.edited
+    [msg] = slack.messages("C1")
+    assert msg.text == "INC-1 Resolved"
