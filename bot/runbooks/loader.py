@@ -44,6 +44,8 @@ def check_runbook(
     except ValidationError as exc:
         for err in exc.errors(include_url=False):
             loc = tuple(p for p in err["loc"] if isinstance(p, str | int))
+            if len(loc) > 2 and loc[0] == "steps" and loc[2] in STEP_TYPES:
+                loc = loc[:2] + loc[3:]  # pydantic names the union member; people don't
             if err["type"] == "union_tag_invalid":
                 tag = (err.get("ctx") or {}).get("tag")
                 problems.append(
@@ -57,7 +59,11 @@ def check_runbook(
                 problems.append((loc, "required setting is missing"))
             else:
                 problems.append((loc, str(err["msg"]).removeprefix("Value error, ")))
-    params = {p.get("name") for p in raw.get("parameters") or [] if isinstance(p, dict)}
+    params = {
+        p["name"]
+        for p in raw.get("parameters") or []
+        if isinstance(p, dict) and isinstance(p.get("name"), str)
+    }
     known = params | CONTEXT_NAMES
     raw_steps = raw.get("steps")
     steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
@@ -70,7 +76,12 @@ def check_runbook(
             if name in seen:
                 problems.append((("steps", i, "name"), f"two steps are called '{name}'"))
             seen.add(name)
-        for loc, text in _strings(step, ("steps", i)):
+        strings = _strings(step, ("steps", i))
+        when = step.get("when")
+        if isinstance(when, str) and "{{" not in when and "{%" not in when:
+            # A bare condition (`steps.check.value > 0.05`) is a Jinja expression.
+            strings.append((("steps", i, "when"), "{{ " + when + " }}"))
+        for loc, text in strings:
             try:
                 unknown = sorted(template_names(text) - known)
             except TemplateSyntaxError as exc:

@@ -113,3 +113,33 @@ def test_check_config_reports_runbook_errors(tmp_path: Path) -> None:
     assert "unknown step type 'kubernetes.reboot'" in run.stderr
     assert "template uses 'region'" in run.stderr
     assert run.stderr.strip().endswith("error(s) in runbooks")
+
+
+MISSING = """\
+name: missing
+title: Missing pieces
+parameters:
+  - {type: string, default: x}
+steps:
+  - name: measure
+    type: prometheus.query
+  - name: scale
+    type: kubernetes.scale
+    service: cart
+    environment: staging
+    replicas: 3
+    when: steps.measure.value > limit
+"""
+
+
+def test_missing_settings_and_undefined_names_in_conditions(tmp_path: Path) -> None:
+    folder = write(tmp_path, missing=MISSING)
+    runbooks, errors = load_runbooks([folder], [])
+    path = str(folder / "missing.yaml")
+    assert runbooks == []
+    assert [str(e) for e in errors] == [
+        f"{path}:4: parameters[0].name: required setting is missing",
+        f"{path}:6: steps[0].query: required setting is missing",
+        f"{path}:13: steps[1].when: template uses 'limit', which is not a parameter "
+        "(parameters: none)",
+    ]
