@@ -11,6 +11,7 @@ import secrets
 import socket
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlalchemy import func
 from sqlmodel import col, select
@@ -33,6 +34,9 @@ from bot.core.scheduler import Scheduler
 from bot.core.settings import Settings
 from bot.deploys.ports import Cluster, ClusterProvider, MetricsSource, SourceControl
 from integrations.slack import SlackPoster
+
+if TYPE_CHECKING:
+    from integrations.jira_issues import JiraClient
 
 log = logging.getLogger("chatops.app")
 
@@ -74,6 +78,14 @@ def _metrics_from(settings: Settings) -> MetricsSource | None:
     return PrometheusClient(settings.prometheus_url)
 
 
+def _jira_from(settings: Settings) -> JiraClient | None:
+    if not settings.jira_url or settings.jira_token is None:
+        return None
+    from integrations.jira_issues import JiraClient
+
+    return JiraClient(settings.jira_url, settings.jira_user, settings.jira_token.get_secret_value())
+
+
 class BotApp:
     def __init__(
         self,
@@ -98,7 +110,11 @@ class BotApp:
         self.registry = CommandRegistry()
         self.dispatcher = Dispatcher(self.registry, self.db, self.clock, self.metrics)
         self.scheduler = Scheduler(
-            self.db, self.clock, self.metrics, self.instance_id, poll_interval=scheduler_poll,
+            self.db,
+            self.clock,
+            self.metrics,
+            self.instance_id,
+            poll_interval=scheduler_poll,
             lease=timedelta(seconds=settings.job_lease_seconds),
         )
         self.outbox = Outbox(self.clock)
@@ -147,8 +163,14 @@ class BotApp:
         from commands import incident as incident_commands
 
         self.incidents = IncidentService(
-            db=self.db, clock=self.clock, config=self.config, outbox=self.outbox,
-            scheduler=self.scheduler, auth=self.authorizer, events=self.events)
+            db=self.db,
+            clock=self.clock,
+            config=self.config,
+            outbox=self.outbox,
+            scheduler=self.scheduler,
+            auth=self.authorizer,
+            events=self.events,
+        )
         self.alert_ingest = AlertIngest(self.incidents)
         self.events.subscribe(DeployFinished, self.incidents.on_deploy)
         incident_commands.register(self, self.incidents)
@@ -159,11 +181,81 @@ class BotApp:
         from commands import oncall as oncall_commands
 
         self.escalator = Escalator(
-            db=self.db, clock=self.clock, config=self.config, scheduler=self.scheduler,
-            incidents=self.incidents, pager=Pager(self.config, self.outbox, self.scheduler),
-            groups=self.authorizer.groups, public_url=self.settings.public_url)
+            db=self.db,
+            clock=self.clock,
+            config=self.config,
+            scheduler=self.scheduler,
+            incidents=self.incidents,
+            pager=Pager(self.config, self.outbox, self.scheduler),
+            groups=self.authorizer.groups,
+            public_url=self.settings.public_url,
+        )
         self.events.subscribe(IncidentChanged, self.escalator.on_incident)
         oncall_commands.register(self, self.escalator)
+        self._register_runbooks()
+
+        from commands import stats as stats_commands
+
+        stats_commands.register(self)
+        self._register_postmortems()
+
+    def _register_postmortems(self) -> None:
+        from bot.core.events import IncidentChanged
+        from bot.postmortems.publish import JiraPublisher
+        from bot.postmortems.service import PostmortemService
+        from commands import postmortem as postmortem_commands
+        from commands import postmortem_modal
+
+        self.postmortems = PostmortemService(
+            db=self.db, clock=self.clock, config=self.config, outbox=self.outbox,
+            scheduler=self.scheduler, incidents=self.incidents,
+        )
+        jira = _jira_from(self.settings)
+        if jira is not None:
+            self.on_stop(jira.close)
+        self.jira_publisher = JiraPublisher(self.postmortems, jira)
+        self.events.subscribe(IncidentChanged, self.postmortems.on_incident)
+        postmortem_commands.register(self, self.postmortems)
+        postmortem_modal.register(self, self.postmortems)
+
+    def _register_runbooks(self) -> None:
+        from bot.core.events import IncidentChanged
+        from bot.runbooks.engine import RunEngine
+        from bot.runbooks.service import RunbookService
+        from bot.runbooks.steps import StepRunner, StepServices
+        from commands import runbook as runbook_commands
+
+        loaded, errors = RunbookService.load(self.config)
+        for error in errors:
+            log.error("runbook not loaded: %s", error)
+
+        runner = StepRunner(
+            StepServices(
+                db=self.db,
+                clock=self.clock,
+                config=self.config,
+                ops=self.deploy_ops,
+                metrics=self.metrics_source,
+                http=lambda: self.runbooks.http(),
+                # kubectl in a shell step talks to the cluster the bot talks to.
+                shell_env={"KUBECONFIG": self.settings.kubeconfig}
+                if self.settings.kubeconfig
+                else {},
+            )
+        )
+        engine = RunEngine(
+            db=self.db,
+            clock=self.clock,
+            outbox=self.outbox,
+            scheduler=self.scheduler,
+            incidents=self.incidents,
+            runner=runner,
+            runbooks=loaded,
+        )
+        self.runbooks = RunbookService(engine, self.config, self.authorizer, errors)
+        self.events.subscribe(IncidentChanged, self.runbooks.on_incident)
+        self.on_stop(self.runbooks.close)
+        runbook_commands.register(self, self.runbooks)
 
     def use_deliverer(self, deliverer: Deliverer) -> None:
         """Choose where the outbox delivers (Slack, or the terminal)."""

@@ -59,6 +59,7 @@ def build_runtime(bot: BotApp, *, deliverer: Deliverer | None = None) -> Runtime
         poster = SlackPoster(token, s.slack_api_url)
         bot.slack_poster = poster
         bot.incidents.channels = poster
+        bot.postmortems.emails = poster.user_email  # Jira accounts of action-item owners
         bot.authorizer.groups = SlackGroupDirectory(poster)
         bot.escalator.groups = bot.authorizer.groups
     if deliverer is None:

@@ -62,7 +62,11 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    body = request.app[BOT_KEY].metrics.exposition()
+    bot_metrics = request.app[BOT_KEY].metrics
+    # Gauges read from the database (response metrics) are brought up to date
+    # first: awaited, bounded, cached by their refresher; stale beats none.
+    await bot_metrics.refresh()
+    body = bot_metrics.exposition()
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -157,6 +157,18 @@ class SlackPoster:
         tz = (data.get("user") or {}).get("tz")
         return str(tz) if tz else None
 
+    async def user_email(self, user: str) -> str | None:
+        """A person's email address (users.info `profile.email`; needs the
+        users:read.email scope), or None when Slack does not show one."""
+        data = await self.call(self.client.users_info(user=user))
+        email = ((data.get("user") or {}).get("profile") or {}).get("email")
+        return str(email) if email else None
+
+    async def open_view(self, trigger_id: str, view: dict[str, Any]) -> None:
+        """Open a modal for the person whose interaction gave `trigger_id`
+        (valid once, for three seconds after the interaction)."""
+        await self.call(self.client.views_open(trigger_id=trigger_id, view=view))
+
     async def usergroup_members(self, group_id: str) -> list[str]:
         data = await self.call(self.client.usergroups_users_list(usergroup=group_id))
         return [str(u) for u in data.get("users", [])]

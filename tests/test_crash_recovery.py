@@ -32,11 +32,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def bot_process(target: DbTarget, slack: FakeSlack, port: int) -> Iterator[subprocess.Popen[bytes]]:
+def bot_process(
+    target: DbTarget, slack: FakeSlack, port: int, config: Path = DATA / "config.yaml"
+) -> Iterator[subprocess.Popen[bytes]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "DATABASE_"))}
     env.update(target.env())
     env.update({"SLACK_BOT_TOKEN": BOT_TOKEN, "SLACK_SIGNING_SECRET": SIGNING_SECRET,
-                "SLACK_API_URL": slack.base_url, "CHATOPS_CONFIG": str(DATA / "config.yaml"),
+                "SLACK_API_URL": slack.base_url, "CHATOPS_CONFIG": str(config),
                 "CHATOPS_LOG_LEVEL": "WARNING"})
     proc = subprocess.Popen([sys.executable, "-m", "bot.cli", "serve", "--host", "127.0.0.1",
                              "--port", str(port)], env=env, cwd=ROOT,

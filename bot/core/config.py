@@ -386,6 +386,47 @@ class DeployPolicy(Strict):
     auto_lock_on_failure: bool = True
 
 
+class StatsSettings(Strict):
+    """/stats and the response-metrics gauges on /metrics."""
+
+    # A deploy followed by an incident on its service within this long counts
+    # as a failed change.
+    change_failure_window: Duration = timedelta(hours=1)
+    # The window of /stats without days=, and of the gauges.
+    default_days: int = Field(default=30, ge=1, le=365)
+
+
+class JiraSettings(Strict):
+    """Where postmortems go in Jira (the server and credentials come from the
+    environment: JIRA_URL, JIRA_USER, JIRA_TOKEN)."""
+
+    project: str = Field(default="OPS", min_length=1)
+    issue_type: str = "Task"
+    labels: list[str] = ["postmortem"]
+    components: list[str] = []
+    # Each action item becomes a sub-task of the postmortem's issue, or an
+    # issue of its own linked to it.
+    action_items: Literal["subtask", "linked"] = "linked"
+    action_issue_type: str = "Task"  # "Sub-task" (or your sub-task type) with subtask
+    link_type: str = "Relates"
+    # Slack user id -> Jira account (accountId on Cloud, user name on Server);
+    # people not listed are looked up by their Slack email.
+    users: dict[str, str] = {}
+    # Prefix of the labels that find an already published postmortem again.
+    label_prefix: str = Field(default="chatops", pattern=r"^[A-Za-z0-9_-]+$")
+    retry_first: Duration = timedelta(seconds=30)  # Jira down: first retry, then doubling
+    retry_max: Duration = timedelta(minutes=30)
+
+
+class PostmortemSettings(Strict):
+    # Resolving an incident of these severities drafts its postmortem at once
+    # and reminds the commander until it is published.
+    required_for: list[str] = ["SEV1", "SEV2"]
+    remind_after: Duration = timedelta(hours=24)
+    remind_every: Duration = timedelta(hours=24)
+    jira: JiraSettings = JiraSettings()
+
+
 class Config(Strict):
     version: Literal[1] = 1
     environments: list[Environment] = Field(min_length=1)
@@ -398,6 +439,8 @@ class Config(Strict):
     deploys: DeployPolicy = DeployPolicy()
     oncall: OnCall = OnCall()
     runbooks: RunbookSettings = RunbookSettings()
+    stats: StatsSettings = StatsSettings()
+    postmortems: PostmortemSettings = PostmortemSettings()
 
     def service(self, name: str) -> Service | None:
         return next((s for s in self.services if s.name == name), None)

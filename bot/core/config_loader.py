@@ -164,4 +164,10 @@ def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Confi
     config, errors = parse_config_text(text, str(path), env)
     if errors or config is None:
         raise ConfigInvalid(errors)
-    return config
+    # Runbook directories are relative to the file that names them, wherever
+    # the bot is started from.
+    base = path.resolve().parent
+    runbooks = config.runbooks.model_copy(
+        update={"paths": [str(base / p) for p in config.runbooks.paths]}
+    )
+    return config.model_copy(update={"runbooks": runbooks})

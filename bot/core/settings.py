@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     prometheus_url: str | None = Field(default=None, alias="PROMETHEUS_URL")
     github_api_url: str = Field(default="https://api.github.com", alias="GITHUB_API_URL")
     github_token: SecretStr | None = Field(default=None, alias="GITHUB_TOKEN")
+    # Postmortems are published here (Cloud: JIRA_USER is the account's email
+    # and JIRA_TOKEN an API token; Server without JIRA_USER: a personal token).
+    jira_url: str | None = Field(default=None, alias="JIRA_URL")
+    jira_user: str | None = Field(default=None, alias="JIRA_USER")
+    jira_token: SecretStr | None = Field(default=None, alias="JIRA_TOKEN")
     # Where people can follow a deploy (shown in GitHub Deployment statuses).
     public_url: str | None = Field(default=None, alias="CHATOPS_PUBLIC_URL")
     otlp_endpoint: str | None = Field(default=None, alias="OTEL_EXPORTER_OTLP_ENDPOINT")
@@ -44,5 +49,5 @@ class Settings(BaseSettings):
     def secret_values(self) -> list[str]:
         """Every secret this process knows, so the log filter can mask them."""
         secrets = [self.slack_bot_token, self.slack_app_token, self.slack_signing_secret,
-                   self.webhook_token, self.github_token, self.api_token]
+                   self.webhook_token, self.github_token, self.api_token, self.jira_token]
         return [s.get_secret_value() for s in secrets if s is not None and s.get_secret_value()]

@@ -6,6 +6,8 @@ from sqlmodel import SQLModel
 import bot.core.models
 import bot.deploys.models
 import bot.incidents.models
-import bot.paging.models  # noqa: F401
+import bot.paging.models
+import bot.postmortems.models
+import bot.runbooks.models  # noqa: F401
 
 metadata = SQLModel.metadata

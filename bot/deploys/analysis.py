@@ -173,11 +173,11 @@ def classify(metric: AnalysisMetric, value: float | None, on_empty: OnEmpty) -> 
         # person should look instead.
         return "inconclusive", f"{name} = NaN (no data in the window, e.g. 0/0 without traffic)"
     shown = f"{name} = {fmt(value)}"
-    if metric.failure is not None and _holds(metric.failure, value):
+    if metric.failure is not None and holds(metric.failure, value):
         return "failed", f"{shown} (failure: {_tidy(metric.failure)})"
     if metric.success is None:
         return "successful", f"{shown} (failure {_tidy(metric.failure or '')} not met)"
-    if _holds(metric.success, value):
+    if holds(metric.success, value):
         return "successful", f"{shown} (success: {_tidy(metric.success)})"
     if metric.failure is None:  # as Argo: only a success condition, and it does not hold
         return "failed", f"{shown} (success {_tidy(metric.success)} not met)"
@@ -347,7 +347,7 @@ def _parse(condition: str) -> tuple[str, float]:
     return match.group(1), float(match.group(2))
 
 
-def _holds(condition: str, value: float) -> bool:
+def holds(condition: str, value: float) -> bool:
     op, threshold = _parse(condition)
     return _OPS[op](value, threshold)
 

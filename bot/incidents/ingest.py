@@ -329,6 +329,9 @@ def _incident_from(
         value = annotations.get(name)
         if value and value.startswith(("http://", "https://")):
             links[name.removesuffix("_url")] = value
+    if annotations.get("runbook") and "runbook" not in links:
+        # A plain name (not a link) names one of the bot's own runbooks.
+        links["runbook_name"] = annotations["runbook"][:200]
     return Incident(
         title=title[:500],
         service=service,

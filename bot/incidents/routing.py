@@ -18,7 +18,13 @@ class Route:
 
 
 def matches(route: AlertRoute, labels: dict[str, str]) -> bool:
-    for label, wanted in route.match.items():
+    return labels_match(route.match, labels)
+
+
+def labels_match(matchers: dict[str, str], labels: dict[str, str]) -> bool:
+    """Every matcher holds: an exact value, or "~regex" matching the whole
+    value. A missing label is the empty string, as in Alertmanager."""
+    for label, wanted in matchers.items():
         value = labels.get(label, "")
         if wanted.startswith("~"):
             if re.fullmatch(wanted[1:], value) is None:

@@ -156,7 +156,10 @@ class IncidentService:
             inc.resolved_at = now
             inc.mitigated_at = inc.mitigated_at or now
         session.add(inc)
-        await self.timeline(session, inc, "status", f"{previous} → {status}: {reason}", actor=actor)
+        # The same instant as the field it sets, so reports agree with the timeline.
+        await self.timeline(
+            session, inc, "status", f"{previous} → {status}: {reason}", actor=actor, at=now
+        )
         await self.note(session, inc, f"{_icon(status)} {inc.ref} is {status}: {reason}")
         await self.refresh(session, inc)
         await self.events.emit(

@@ -19,6 +19,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app import BotApp
 from bot.core.chat import ActionContext, CommandContext
+from bot.postmortems import modal
 from bot.web import Handler
 
 log = logging.getLogger("chatops.slack")
@@ -80,6 +81,26 @@ def build_bolt_app(bot: BotApp) -> AsyncApp:
                                      transport="slack", response_url=actx.response_url,
                                      thread_ts=actx.thread_ts)
                 await bot.send_reply(ctx, reply)
+
+    @app.view(modal.CALLBACK_ID)
+    async def on_postmortem_edit(ack: AsyncAck, body: dict[str, Any],
+                                 view: dict[str, Any]) -> None:
+        problems = modal.problems(view)
+        if problems:  # shown under the fields; the form stays open
+            await ack(response_action="errors", errors=problems)
+            return
+        await ack()
+        user = str((body.get("user") or {}).get("id", ""))
+        # Through the dispatcher like a button, so refusals are audited and
+        # errors become a message (to the person's DM: a form has no channel).
+        actx = ActionContext(action_id=modal.SUBMITTED, value=str(view.get("private_metadata", "")),
+                             user_id=user, channel_id=user, transport="slack",
+                             extra=modal.edited_sections(view))
+        reply = await bot.dispatcher.press(actx)
+        if reply is not None:
+            dm = CommandContext(command=modal.CALLBACK_ID, text="", user_id=user,
+                                channel_id=user, transport="slack")
+            await bot.send_reply(dm, reply.model_copy(update={"ephemeral": False}))
 
     @app.event("reaction_added")
     async def on_reaction(event: dict[str, Any], body: dict[str, Any]) -> None:

@@ -106,7 +106,7 @@ def test_check_config_command(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=ROOT, check=False)
     assert good.returncode == 0
     assert good.stdout.strip().endswith(
-        "OK — 3 services, 2 environments, 3 RBAC grants, 0 runbooks")
+        "OK — 3 services, 2 environments, 3 RBAC grants, 4 runbooks")
 
 
 def test_alert_routing_must_name_known_services_and_severities() -> None:

@@ -19,6 +19,10 @@ from typing import Any
 JSON = dict[str, Any]
 
 
+#: Seeded in every workspace (user id → name; email name@example.com).
+TEAM = {"UALICE": "alice", "UBOB": "bob", "UCAROL": "carol"}
+
+
 class SlackError(Exception):
     def __init__(self, error: str, **extra: Any) -> None:
         super().__init__(error)
@@ -122,6 +126,11 @@ class SlackState:
         self._ids = itertools.count(1)
         self._last_ts = (0, 0)
         self.add_user(bot_user_id, "chatops-bot", is_bot=True)
+        self.triggers_used: set[str] = set()
+        # The people of tests/data/config.yaml. No time zone, so the bot shows
+        # times in the schedules' zones unless a test gives one.
+        for uid, name in TEAM.items():
+            self.add_user(uid, name, email=f"{name}@example.com", tz=None)
 
     # ---- seeding -----------------------------------------------------------------
     def new_id(self, prefix: str) -> str:
@@ -144,7 +153,7 @@ class SlackState:
         *,
         real_name: str | None = None,
         email: str | None = None,
-        tz: str = "UTC",
+        tz: str | None = "UTC",
         is_bot: bool = False,
         **profile: Any,
     ) -> JSON:
@@ -152,8 +161,14 @@ class SlackState:
         prof = {"real_name": real_name or name, "display_name": name, **profile}
         if email:
             prof["email"] = email
+            # Emails are unique in a workspace: the newest holder keeps it.
+            for other in self.users.values():
+                if str(other["profile"].get("email", "")).lower() == email.lower():
+                    del other["profile"]["email"]
         user = {"id": uid, "team_id": self.team_id, "name": name, "real_name": real_name or name,
-                "tz": tz, "is_bot": is_bot, "deleted": False, "profile": prof}
+                "is_bot": is_bot, "deleted": False, "profile": prof}
+        if tz:
+            user["tz"] = tz
         self.users[uid] = user
         return user
 
@@ -429,10 +444,41 @@ def _group_users(s: SlackState, a: JSON) -> JSON:
     return {"users": list(s.usergroups[group])}
 
 
+def _too_long(where: str, text: Any, limit: int) -> str | None:
+    return f"{where} must be at most {limit} characters" if len(str(text)) > limit else None
+
+
+def _view_problems(spec: JSON) -> list[str]:
+    """Some of the limits Slack checks on a view (Block Kit reference)."""
+    found = [_too_long(f"{k}.text", (spec.get(k) or {}).get("text", ""), 24)
+             for k in ("title", "submit", "close")]
+    found.append(_too_long("private_metadata", spec.get("private_metadata", ""), 3000))
+    found.append(_too_long("callback_id", spec.get("callback_id", ""), 255))
+    blocks = spec.get("blocks") or []
+    if len(blocks) > 100:
+        found.append("blocks must have at most 100 items")
+    for i, block in enumerate(blocks):
+        if block.get("type") != "input":
+            continue
+        found.append(_too_long(f"blocks[{i}].label.text",
+                               (block.get("label") or {}).get("text", ""), 2000))
+        element = block.get("element") or {}
+        if element.get("type") == "plain_text_input":
+            limit = int(element.get("max_length") or 3000)
+            if limit > 3000:
+                found.append(f"blocks[{i}].element.max_length must be at most 3000")
+            found.append(_too_long(f"blocks[{i}].element.initial_value",
+                                   element.get("initial_value", ""), limit))
+    return [f"[ERROR] {p}" for p in found if p]
+
+
 def _view(s: SlackState, a: JSON, view_type: str | None = None) -> JSON:
     spec = a.get("view")
     if not isinstance(spec, dict):
         raise SlackError("invalid_arguments")
+    problems = _view_problems(spec)
+    if problems:
+        raise SlackError("invalid_arguments", response_metadata={"messages": problems})
     vid = s.new_id("V")
     view = {**spec, "id": vid, "team_id": s.team_id, "type": view_type or spec.get("type"),
             "hash": f"{vid}.{s.new_ts()}", "root_view_id": vid, "previous_view_id": None,
@@ -444,9 +490,13 @@ def _view(s: SlackState, a: JSON, view_type: str | None = None) -> JSON:
 
 
 def _views_open(s: SlackState, a: JSON) -> JSON:
-    if not a.get("trigger_id") and not a.get("interactivity_pointer"):
+    trigger = str(a.get("trigger_id") or a.get("interactivity_pointer") or "")
+    if not trigger:
         raise SlackError("invalid_trigger_id")
+    if trigger in s.triggers_used:  # a trigger opens one view
+        raise SlackError("exchanged_trigger_id")
     view = _view(s, a)
+    s.triggers_used.add(trigger)
     s.views[view["id"]] = view
     return {"view": view}
 
