@@ -9,7 +9,8 @@ from bot.core.chat import ActionContext, CommandContext, Reply, Section, reply
 from bot.core.errors import ChatOpsError
 from bot.core.grammar import Parsed
 from bot.deploys.operations import DeployOperations
-from bot.deploys.service import DeployService, plan_text
+from bot.deploys.preflight import plan_text
+from bot.deploys.service import DeployService
 
 if TYPE_CHECKING:
     from bot.app import BotApp

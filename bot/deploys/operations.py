@@ -15,6 +15,7 @@ from bot.core.durations import format_duration
 from bot.core.errors import ChatOpsError, Refused
 from bot.core.events import ServiceScaled
 from bot.deploys.models import DeployLock, Deployment, DesiredState, ScaleEvent
+from bot.deploys.preflight import check_lock
 from bot.deploys.rollout import image_of, rollout_status
 from bot.deploys.service import DeployService
 from bot.deploys.strategies import image_patch
@@ -60,7 +61,7 @@ class DeployOperations:
             )
         now = self.clock.now()
         async with self.db.transaction() as session:
-            await self.deploys._check_lock(session, who, svc, env.name, "scale")
+            await check_lock(session, who, svc, env.name, "scale")
             active = await self.deploys.active(session, svc.name, env.name)
             last = (
                 await session.exec(

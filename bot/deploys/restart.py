@@ -16,6 +16,7 @@ from bot.core.chat import Message
 from bot.core.config import Role
 from bot.core.errors import ChatOpsError, Refused
 from bot.deploys.operations import DeployOperations
+from bot.deploys.preflight import check_lock
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 
@@ -37,7 +38,7 @@ async def restart(
         who.user, env.name, Role.DEPLOYER, action="restart", target=svc.name
     )
     async with ops.db.transaction() as session:
-        await ops.deploys._check_lock(session, who, svc, env.name, "restart")
+        await check_lock(session, who, svc, env.name, "restart")
         active = await ops.deploys.active(session, svc.name, env.name)
     if active is not None:
         # Restarting under a rollout would mix the two; the rollout decides.

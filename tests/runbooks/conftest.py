@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from sqlmodel import col, select
 
@@ -46,11 +47,35 @@ async def steps(db: Database, run_id: int) -> list[RunbookStepRecord]:
 
 
 async def wait_run(rb: RunningBot, run_id: int, *states: str, timeout: float = 30) -> RunbookRun:
-    async def reached() -> bool:
-        return any(r.id == run_id and r.status in states for r in await runs(rb.bot.db))
+    seen: list[str] = []
 
-    await eventually(reached, timeout=timeout, interval=0.05)
+    async def reached() -> bool:
+        run = next((r for r in await runs(rb.bot.db) if r.id == run_id), None)
+        seen[:] = [f"{run.status} at step {run.step}: {run.error}"] if run else ["no such run"]
+        return run is not None and run.status in states
+
+    try:
+        await eventually(reached, timeout=timeout, interval=0.05)
+    except AssertionError:
+        raise AssertionError(f"run #{run_id} never reached {states}; last: {seen}") from None
     return next(r for r in await runs(rb.bot.db) if r.id == run_id)
+
+
+async def wait_for_series(prometheus_url: str, query: str, timeout: float = 20) -> None:
+    """Wait until the sandbox's Prometheus answers the instant ``query`` with a
+    number: a rate needs two scrapes of a ready pod that served traffic, which
+    a busy machine can delay past the moment a test starts a runbook."""
+
+    async def answered() -> bool:
+        async with (
+            aiohttp.ClientSession() as http,
+            http.get(f"{prometheus_url}/api/v1/query", params={"query": query}) as resp,
+        ):
+            body = await resp.json()
+        result = body["data"]["result"] if resp.status == 200 else []
+        return any(r["value"][1] != "NaN" for r in result)
+
+    await eventually(answered, timeout=timeout, interval=0.2)
 
 
 def buttons(slack: FakeSlack, action_id: str) -> list[dict[str, Any]]:

@@ -15,7 +15,7 @@ from sandbox.resources import DEPLOYMENTS
 from tests.conftest import eventually
 from tests.deploys.conftest import DeployBot
 from tests.incidents.conftest import alert, notification, post
-from tests.runbooks.conftest import buttons, runs, steps, wait_run
+from tests.runbooks.conftest import buttons, runs, steps, wait_for_series, wait_run
 
 
 async def audit_log(b: DeployBot) -> list[tuple[str, str, str | None, str]]:
@@ -185,6 +185,12 @@ async def test_shell_arguments_are_passed_literally(deploy_bot: DeployBot) -> No
 
 async def test_reject_and_cancel(deploy_bot: DeployBot) -> None:
     b = deploy_bot
+    # With no traffic measured yet, p99 is None and the approval is skipped.
+    await wait_for_series(
+        b.cluster.prometheus_url,
+        "histogram_quantile(0.99, sum by (le) (rate(http_request_duration_seconds_bucket"
+        '{namespace="shop-staging",service="cart"}[5m])))',
+    )
     said = await b.say(
         "/runbook", "run high-latency service=cart environment=staging threshold=0", user="UCAROL"
     )
