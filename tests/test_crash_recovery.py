@@ -95,10 +95,14 @@ async def test_sigkill_between_write_and_delivery_loses_nothing(
         await wait_ready(url)
         # A reply that was mid-delivery waits for the dead process's lane lease (10 s).
         await slack.wait_for("chat.postEphemeral", lambda c: c.ok, count=3, timeout=30)
+
+        async def all_sent() -> bool:  # marked after Slack's answer, so poll
+            return all(r.status == OutboxStatus.SENT for r in await outbox_rows(db_target))
+
+        await eventually(all_sent, timeout=10)
         await asyncio.sleep(1.0)  # room for any duplicate to show up
     delivered = [c.body["user"] for c in slack.calls("chat.postEphemeral", ok=True)]
     assert sorted(delivered) == sorted(users)
-    assert all(r.status == OutboxStatus.SENT for r in await outbox_rows(db_target))
 
 
 async def _count_rows(target: DbTarget, n: int) -> bool:

@@ -136,3 +136,14 @@ async def settled(rb: RunningBot, timeout: float = 15) -> None:
         return pending is None and messages == 0
 
     await eventually(done, timeout=timeout)
+
+
+async def incident_command(rb: RunningBot, text: str, user: str = "UALICE") -> str:
+    """Run `/incident <text>` and return its reply. The HTTP answer is only the
+    ack; waiting for the reply is what says the command's work is committed."""
+    name = f"c{len(rb.slack.calls())}"
+    await rb.requests.command(
+        "/incident", text, user=user, response_url=rb.slack.response_url(name)
+    )
+    [call] = await rb.slack.wait_for("response_url", lambda c: c.name == name)
+    return str(call.body["text"])

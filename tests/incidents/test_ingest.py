@@ -15,6 +15,7 @@ from tests.conftest import RunningBot
 from tests.incidents.conftest import (
     alert,
     alerts,
+    incident_command,
     incidents,
     notification,
     post,
@@ -93,7 +94,7 @@ async def test_a_group_that_fires_again_after_resolution_is_a_new_incident(
     a = alert()
     await post(rb, notification([a]))
     await settled(rb)
-    await rb.requests.command("/incident", "resolve INC-1 restarted the pods")
+    assert "resolved" in await incident_command(rb, "resolve INC-1 restarted the pods")
     await settled(rb)
     later = alert(started=datetime(2026, 11, 23, 12, 0, tzinfo=UTC))
     await post(rb, notification([later]))

@@ -7,9 +7,19 @@ import asyncio
 import os
 import time
 
+from sqlmodel import col, select
+
+from bot.core.models import OutboxMessage
 from tests.conftest import eventually
 from tests.fakes.slack_api import FakeSlack
-from tests.incidents.conftest import alert, incidents, notification, post, settled
+from tests.incidents.conftest import (
+    alert,
+    incident_command,
+    incidents,
+    notification,
+    post,
+    settled,
+)
 from tests.paging.conftest import PagingBot
 
 
@@ -81,7 +91,7 @@ async def test_ack_button_stops_escalation_ack_timeout_repages_resolve_cancels(
     b.clock.advance(20 * 60)  # 30 minutes after the ack, still not resolved
     await dm_count(b.slack, "UALICE", 2)
     assert "still not mitigated or resolved" in b.dms("UALICE")[-1]
-    await b.requests.command("/incident", "resolve INC-1 fixed", user="UALICE")
+    assert "resolved" in await incident_command(b, "resolve INC-1 fixed", user="UALICE")
     await settled(b)
     b.clock.advance(60 * 60)
     await asyncio.sleep(0.5)
@@ -94,9 +104,9 @@ async def test_severity_decides_and_changes_start_and_stop_paging(paging_bot: Pa
     await settled(b)
     await asyncio.sleep(0.3)
     assert b.dms("UALICE") == []
-    await b.requests.command("/incident", "sev 1 INC-1", user="UBOB")
+    assert "SEV1" in await incident_command(b, "sev 1 INC-1", user="UBOB")
     await dm_count(b.slack, "UALICE", 1)  # raised to a paging severity: paging starts
-    await b.requests.command("/incident", "sev 3 INC-1", user="UBOB")
+    assert "SEV3" in await incident_command(b, "sev 3 INC-1", user="UBOB")
     await settled(b)
     b.clock.advance(10 * 60)
     await asyncio.sleep(0.5)
@@ -125,6 +135,11 @@ async def test_a_storm_is_bundled_per_person(paging_bot: PagingBot) -> None:
     # Acknowledge them all, so only the held-back bundle is still to come.
     for n in range(1, 51):
         await b.requests.action("page_ack", str(n), user="UCAROL")
+
+    async def all_acknowledged() -> bool:  # the presses are only acked over HTTP
+        return all(i.acknowledged_at is not None for i in await incidents(b))
+
+    await eventually(all_acknowledged, timeout=30)
     await settled(b, timeout=30)
     b.clock.advance(15 * 60)  # the window ends: one page for everything held back
     await dm_count(b.slack, "UALICE", 4, timeout=10)
@@ -154,7 +169,14 @@ async def test_slack_outage_delays_pages_but_loses_or_doubles_none(paging_bot: P
     await asyncio.sleep(1)
     texts = b.dms("UALICE")
     assert len(texts) == 3
-    # Delivered once each, in the order they were queued.
-    queued = [f"INC-{p.incident_id}" for p in await b.pages() if p.user == "UALICE"]
+    # Delivered once each, in the order they were queued (the DM lane's outbox
+    # order: pages of concurrent incidents may commit in another order).
+    async with b.bot.db.transaction() as s:
+        rows = await s.exec(
+            select(OutboxMessage)
+            .where(OutboxMessage.channel == "UALICE")
+            .order_by(col(OutboxMessage.id))
+        )
+        queued = [str(m.payload["message"]["text"]).split()[1] for m in rows.all()]
     assert [t.split()[1] for t in texts] == queued
     assert sorted(queued) == ["INC-1", "INC-2", "INC-3"]

@@ -89,6 +89,9 @@ async def test_jira_down_then_back_publishes_once(pm_bot: RunningBot, jira: Fake
     jira.up()
     pm = await wait_jira(b.bot.db, "published", "failed")
     assert pm.jira_status == "published", pm.jira_error
+    await b.slack.wait_for(
+        "chat.postMessage", lambda c: c.ok and "Published in Jira" in c.body["text"], timeout=10
+    )
     await asyncio.sleep(1.5)  # room for a stray retry
     assert len(jira.issues) == 1
     said = [c.body["text"] for c in b.slack.calls("chat.postMessage", ok=True)]

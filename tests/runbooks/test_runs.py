@@ -223,7 +223,11 @@ async def test_unanswered_approval_times_out(deploy_bot: DeployBot) -> None:
     assert run.status == "Failed" and "no decision within 1s" in (run.error or "")
     assert [(r.name, r.status) for r in await steps(b.bot.db, 1)] == [("ask", "failed")]
     # A late press changes nothing.
-    await b.requests.action("runbook_approve", "1:0", user="UBOB")
+    await b.requests.action(
+        "runbook_approve", "1:0", user="UBOB", response_url=b.slack.response_url("late")
+    )
+    [late] = await b.slack.wait_for("response_url", lambda c: c.name == "late")
+    assert "Run #1 is not waiting for this approval (Failed)" in late.body["text"]
     await b.delivered()
     assert (await wait_run(b, 1, "Failed")).step == 0
 

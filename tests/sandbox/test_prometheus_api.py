@@ -18,6 +18,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 
 from sandbox import DeploymentConfig, RunningSandbox, SandboxConfig, ServiceConfig, start_sandbox
 from sandbox.resources import PODS
+from tests.conftest import eventually
 from tests.sandbox.conftest import call, fast_config, new_client
 
 ERROR_RATIO = (
@@ -40,10 +41,29 @@ def sandbox_config() -> SandboxConfig:
         services=[ServiceConfig(name="web", selector={"app": "web"})])
 
 
+async def wait_for_history(sandbox: RunningSandbox, pods: int, window: float = 0.5) -> None:
+    """Wait until every pod's request counter began more than ``window`` ago and
+    was scraped at least twice within it, so a rate over it sees steady
+    traffic. A fixed sleep is not enough when the event loop runs late."""
+
+    def enough() -> bool:
+        now = time.time()
+        series = [
+            s
+            for s in sandbox.metrics.tsdb.candidates("http_requests_total")
+            if s.labels.get("code") == "200"
+        ]
+        return len(series) >= pods and all(
+            s.times[0] < now - window - 0.1 and sum(t > now - window for t in s.times) >= 2
+            for s in series
+        )
+
+    await eventually(enough, timeout=10)
+
+
 @pytest.fixture
 async def prom(sandbox: RunningSandbox) -> AsyncIterator[PrometheusConnect]:
-    # Give the scraper a little over one rate window of history.
-    await asyncio.sleep(0.7)
+    await wait_for_history(sandbox, pods=4)
     yield PrometheusConnect(url=sandbox.prometheus_url, disable_ssl=True)
 
 
@@ -124,13 +144,16 @@ async def test_crash_looping_pods_serve_nothing() -> None:
                                                     replicas=2)])
     running = await start_sandbox(cfg)
     try:
-        await asyncio.sleep(0.5)
         prom = PrometheusConnect(url=running.prometheus_url, disable_ssl=True)
+
+        async def restarted_twice() -> bool:
+            restarts = await asyncio.to_thread(
+                prom.custom_query, "sum(kube_pod_container_status_restarts_total) > 0")
+            return bool(restarts) and float(restarts[0]["value"][1]) >= 2
+
+        await eventually(restarted_twice, timeout=10, interval=0.1)
         traffic = await asyncio.to_thread(prom.custom_query, "http_requests_total")
         assert traffic == []
-        restarts = await asyncio.to_thread(
-            prom.custom_query, "sum(kube_pod_container_status_restarts_total) > 0")
-        assert restarts and float(restarts[0]["value"][1]) >= 2
         absent = await asyncio.to_thread(prom.custom_query,
                                          'absent(http_requests_total{service="web"})')
         assert absent == [{"metric": {"service": "web"}, "value": absent[0]["value"]}]
@@ -152,16 +175,20 @@ async def test_blue_green_switch_moves_traffic(tmp_path: Path) -> None:
         core = client.CoreV1Api(new_client(running.write_kubeconfig(tmp_path / "kc")))
         prom = PrometheusConnect(url=running.prometheus_url, disable_ssl=True)
         query = 'sum by (version) (rate(http_requests_total{service="web"}[300ms]))'
-        await asyncio.sleep(0.6)
-        before = {r["metric"]["version"]: float(r["value"][1])
-                  for r in await asyncio.to_thread(prom.custom_query, query)}
-        assert before == {"1.0.0": pytest.approx(20.0, rel=0.05)}
+
+        async def rates() -> dict[str, float]:
+            return {r["metric"]["version"]: float(r["value"][1])
+                    for r in await asyncio.to_thread(prom.custom_query, query)}
+
+        await wait_for_history(running, pods=2, window=0.3)
+        assert await rates() == {"1.0.0": pytest.approx(20.0, rel=0.05)}
         await call(core.patch_namespaced_service, "web", "default",
                    {"spec": {"selector": {"app": "web", "track": "green"}}})
-        await asyncio.sleep(0.6)
-        after = {r["metric"]["version"]: float(r["value"][1])
-                 for r in await asyncio.to_thread(prom.custom_query, query)}
-        # Scraping follows the Service's endpoints: blue's series went stale.
-        assert after == {"2.0.0": pytest.approx(20.0, rel=0.05)}
+        # Scraping follows the Service's endpoints: blue's series go stale and
+        # green's take all the traffic once a whole window has passed.
+        async def switched() -> bool:
+            return await rates() == {"2.0.0": pytest.approx(20.0, rel=0.05)}
+
+        await eventually(switched, timeout=10, interval=0.1)
     finally:
         await running.stop()
